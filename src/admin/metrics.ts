@@ -1,0 +1,87 @@
+// Prometheus metrics. Hot-path counters live as plain numbers on the table's
+// backends and in ProxyStats; they are read here only when /metrics is scraped.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ProxyStats } from '../proxy/context.js';
+import type { Table } from '../table/table.js';
+
+export interface Metrics {
+  registry: Registry;
+  discoveryErrors: Counter<'provider'>;
+  tableUpdates: Counter;
+}
+
+export function createMetrics(table: Table, stats: ProxyStats): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'meshd_process_' });
+  const backendLabels = ['route', 'port', 'backend', 'node'] as const;
+  const labelsOf = (b: ReturnType<Table['allBackends']> extends Generator<infer T> ? T : never) => ({
+    route: b.route.spec.name, port: String(b.route.spec.port), backend: `${b.host}:${b.port}`, node: b.node ?? '',
+  });
+
+  new Counter({
+    name: 'meshd_backend_requests_total', help: 'Requests (L7) or connections (L4) sent to a backend.', labelNames: backendLabels, registers: [registry],
+    collect() {
+      this.reset();
+      for (const b of table.allBackends()) this.inc(labelsOf(b), b.requests);
+    },
+  });
+  new Counter({
+    name: 'meshd_backend_errors_total', help: 'Upstream errors by backend and error code.', labelNames: [...backendLabels, 'code'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const b of table.allBackends()) for (const [code, n] of b.errors) this.inc({ ...labelsOf(b), code }, n);
+    },
+  });
+  new Gauge({
+    name: 'meshd_backend_active', help: 'In-flight requests or open connections per backend.', labelNames: backendLabels, registers: [registry],
+    collect() {
+      this.reset();
+      for (const b of table.allBackends()) this.set(labelsOf(b), b.active);
+    },
+  });
+  new Gauge({
+    name: 'meshd_backend_healthy', help: '1 when a backend passes active and passive checks, else 0.', labelNames: backendLabels, registers: [registry],
+    collect() {
+      this.reset();
+      for (const b of table.allBackends()) this.set(labelsOf(b), b.healthy ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'meshd_route_eligible_backends', help: 'Backends that currently receive new work, per route.', labelNames: ['route', 'port'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of table.routes.values()) this.set({ route: r.spec.name, port: String(r.spec.port) }, r.eligibleCount);
+    },
+  });
+  new Counter({
+    name: 'meshd_proxy_answered_total', help: 'Requests or connections meshd ended itself, by reason (NO_HEALTHY_BACKEND, BACKEND_FAILED, BAD_REQUEST, ...).', labelNames: ['code'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, n] of stats.answered) this.inc({ code }, n);
+    },
+  });
+  new Counter({
+    name: 'meshd_proxy_retries_total', help: 'Requests or connections retried on another backend.', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats.retries);
+    },
+  });
+  new Gauge({
+    name: 'meshd_client_connections', help: 'Open client connections.', registers: [registry],
+    collect() {
+      this.set(stats.connections);
+    },
+  });
+  new Gauge({
+    name: 'meshd_table_version', help: 'Version of the routing table in force (increments on each change).', registers: [registry],
+    collect() {
+      this.set(table.version);
+    },
+  });
+  return {
+    registry,
+    discoveryErrors: new Counter({ name: 'meshd_discovery_errors_total', help: 'Failed reads of the route source.', labelNames: ['provider'], registers: [registry] }),
+    tableUpdates: new Counter({ name: 'meshd_table_updates_total', help: 'Routing tables applied.', registers: [registry] }),
+  };
+}

@@ -1,0 +1,64 @@
+// The admin API (fastify): liveness, readiness, Prometheus metrics and the live
+// routing table with health, for operators and for meshd's own HEALTHCHECK.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from '../core/log.js';
+import type { Listeners } from '../proxy/listeners.js';
+import type { Table } from '../table/table.js';
+import type { Metrics } from './metrics.js';
+
+export interface AdminDeps {
+  table: Table;
+  listeners: Listeners;
+  metrics: Metrics;
+  log: Logger;
+  /** Discovery's last error, if its last read failed. */
+  discoveryError: () => string | undefined;
+  /** False once shutdown has begun, so load balancers in front stop sending. */
+  accepting: () => boolean;
+}
+
+export function routesView(table: Table, listeners: Listeners, discoveryError?: string) {
+  return {
+    version: table.version,
+    loaded: table.loaded,
+    ...(discoveryError ? { discoveryError } : {}),
+    routes: [...table.routes.values()].map((r) => ({
+      name: r.spec.name,
+      port: r.spec.port,
+      mode: r.spec.mode,
+      hosts: r.spec.hosts,
+      health: r.spec.health,
+      proxyProtocol: r.spec.proxyProtocol,
+      listening: listeners.ports.includes(r.spec.port),
+      ...(listeners.failures.has(r.spec.port) ? { listenError: listeners.failures.get(r.spec.port) } : {}),
+      problems: r.spec.problems,
+      eligible: r.eligibleCount,
+      backends: [...r.backends.values()].map((b) => ({
+        id: b.id,
+        address: `${b.host}:${b.port}`,
+        node: b.node ?? null,
+        state: b.draining ? 'draining' : b.eligible ? 'active' : 'out',
+        health: { active: b.activeDown ? 'down' : 'up', ejected: b.ejected, lastProbeError: b.lastProbeError ?? null },
+        active: b.active,
+        requests: b.requests,
+        failures: b.failures,
+      })),
+    })),
+    notices: table.notices,
+  };
+}
+
+export async function startAdmin(deps: AdminDeps, host: string, port: number): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, disableRequestLogging: true });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const ready = deps.table.loaded && deps.accepting();
+    return reply.code(ready ? 200 : 503).send({ ready, tableVersion: deps.table.version });
+  });
+  app.get('/metrics', async (_req, reply) => {
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.discoveryError()));
+  await app.listen({ host, port });
+  return app;
+}

@@ -1,0 +1,129 @@
+// Flags and environment → one typed, validated config. Every flag `--some-name`
+// can also be set as `MESHD_SOME_NAME`; a flag on the command line wins.
+import { parseDuration } from './core/duration.js';
+
+export interface Config {
+  provider: 'swarm' | 'file';
+  routes: string | undefined;
+  dockerHost: string;
+  network: string | undefined;
+  resyncInterval: number;
+  taskPollInterval: number;
+  listenHost: string;
+  adminAddr: { host: string; port: number };
+  healthInterval: number;
+  healthTimeout: number;
+  healthRise: number;
+  healthFall: number;
+  connectTimeout: number;
+  responseTimeout: number;
+  drainTimeout: number;
+  logLevel: string;
+}
+
+type Kind = 'string' | 'duration' | 'count' | 'addr' | 'choice';
+
+interface FlagSpec {
+  key: keyof Config;
+  kind: Kind;
+  help: string;
+  default?: string;
+  choices?: readonly string[];
+}
+
+const FLAGS: Record<string, FlagSpec> = {
+  provider: { key: 'provider', kind: 'choice', choices: ['swarm', 'file'], default: 'swarm', help: 'where routes come from: the Swarm API, or a routes file' },
+  routes: { key: 'routes', kind: 'string', help: 'routes file (YAML) for --provider file; re-read when it changes' },
+  'docker-host': { key: 'dockerHost', kind: 'string', default: process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock', help: 'Docker Engine API address (unix:///path or tcp://host:port); read with GET only' },
+  network: { key: 'network', kind: 'string', help: 'network on which to reach tasks (default: any network meshd shares with the task)' },
+  'resync-interval': { key: 'resyncInterval', kind: 'duration', default: '10s', help: 'full re-list of services, nodes and networks' },
+  'task-poll-interval': { key: 'taskPollInterval', kind: 'duration', default: '1s', help: 'task re-list (the engine emits no task events)' },
+  'listen-host': { key: 'listenHost', kind: 'string', default: '0.0.0.0', help: 'address the published ports listen on' },
+  'admin-addr': { key: 'adminAddr', kind: 'addr', default: '127.0.0.1:9900', help: 'HOST:PORT of the admin API (/healthz, /readyz, /metrics, /api/routes)' },
+  'health-interval': { key: 'healthInterval', kind: 'duration', default: '2s', help: 'active probe interval (label meshd.health.interval overrides)' },
+  'health-timeout': { key: 'healthTimeout', kind: 'duration', default: '1s', help: 'active probe timeout (label meshd.health.timeout)' },
+  'health-rise': { key: 'healthRise', kind: 'count', default: '2', help: 'passed probes that bring a backend back (label meshd.health.rise)' },
+  'health-fall': { key: 'healthFall', kind: 'count', default: '3', help: 'failed probes that take a backend out (label meshd.health.fall)' },
+  'connect-timeout': { key: 'connectTimeout', kind: 'duration', default: '3s', help: 'upstream connect timeout' },
+  'response-timeout': { key: 'responseTimeout', kind: 'duration', default: '60s', help: 'L7: time to wait for a backend response head before answering 504' },
+  'drain-timeout': { key: 'drainTimeout', kind: 'duration', default: '30s', help: 'how long a removed backend, or meshd on SIGTERM, lets in-flight work finish' },
+  'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function envName(flag: string): string {
+  return 'MESHD_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+function convert(flag: string, spec: FlagSpec, raw: string): unknown {
+  const bad = (why: string) => new ConfigError(`--${flag}: ${why} (got ${JSON.stringify(raw)})`);
+  switch (spec.kind) {
+    case 'string':
+      if (raw === '') throw bad('must not be empty');
+      return raw;
+    case 'choice':
+      if (!spec.choices!.includes(raw)) throw bad(`must be one of ${spec.choices!.join(', ')}`);
+      return raw;
+    case 'duration': {
+      const ms = parseDuration(raw);
+      if (ms === undefined || ms <= 0) throw bad('must be a duration such as 500ms, 2s or 1m');
+      return ms;
+    }
+    case 'count': {
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) throw bad('must be a whole number from 1 to 1000');
+      return Number(raw);
+    }
+    case 'addr': {
+      const m = /^(.*):(\d+)$/.exec(raw);
+      const port = m ? Number(m[2]) : NaN;
+      if (!m || !m[1] || port > 65535) throw bad('must be HOST:PORT');
+      return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
+    }
+  }
+}
+
+export function helpText(): string {
+  const lines = ['Usage: meshd [flags]', '', 'A routing-mesh load balancer for Docker Swarm.', '', 'Flags (each also settable as MESHD_<NAME> in the environment):'];
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
+    lines.push(`  --${flag.padEnd(20)} ${spec.help}${def}`);
+  }
+  lines.push(`  --${'help'.padEnd(20)} show this text`);
+  return lines.join('\n') + '\n';
+}
+
+/** Reads argv and env into a Config. Throws ConfigError with a one-line message naming the flag. */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config | 'help' {
+  const given = new Map<string, string>();
+  for (const [flag] of Object.entries(FLAGS)) {
+    const v = env[envName(flag)];
+    if (v !== undefined) given.set(flag, v);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    const m = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
+    if (!m || !(m[1]! in FLAGS)) throw new ConfigError(`unknown argument ${JSON.stringify(arg)} (see meshd --help)`);
+    let value = m[2];
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`--${m[1]}: needs a value`);
+    }
+    given.set(m[1]!, value);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const raw = given.get(flag) ?? spec.default;
+    out[spec.key] = raw === undefined ? undefined : convert(flag, spec, raw);
+  }
+  const config = out as unknown as Config;
+  if (config.provider === 'file' && !config.routes) throw new ConfigError('--routes: required with --provider file');
+  if (config.healthTimeout > config.healthInterval) throw new ConfigError('--health-timeout: must not exceed --health-interval');
+  return config;
+}

@@ -1,0 +1,47 @@
+// meshd's errors: a stable code for logs and metrics, and the HTTP status a
+// client sees when the error ends its request.
+
+export const ErrorCodes = {
+  NO_ROUTE: { status: 404, message: 'no route for this host on this port' },
+  NO_HEALTHY_BACKEND: { status: 503, message: 'no healthy backend for this route' },
+  BACKEND_FAILED: { status: 502, message: 'the backend failed to answer' },
+  BACKEND_TIMEOUT: { status: 504, message: 'the backend did not answer in time' },
+  BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
+  CONFIG_INVALID: { status: 500, message: 'invalid configuration' },
+  DISCOVERY_FAILED: { status: 500, message: 'discovery failed' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class MeshdError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ErrorCodes[code].message, options);
+    this.name = 'MeshdError';
+    this.code = code;
+  }
+  get status(): number {
+    return ErrorCodes[this.code].status;
+  }
+}
+
+/** The short body a client gets for an error status: one line it can read. */
+export function errorBody(code: ErrorCode): string {
+  return `${ErrorCodes[code].status} ${ErrorCodes[code].message}\n`;
+}
+
+/** Error codes of the network layer that mean no byte reached the backend. */
+const CONNECT_ERRORS = new Set([
+  'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENOTFOUND', 'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'EADDRNOTAVAIL',
+]);
+
+export function isConnectError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code !== undefined && CONNECT_ERRORS.has(code);
+}
+
+export function errorCodeOf(err: unknown): string {
+  const e = err as { code?: string; name?: string } | null;
+  return e?.code ?? e?.name ?? 'UNKNOWN';
+}

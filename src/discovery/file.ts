@@ -1,0 +1,155 @@
+// File provider: routes written by hand, for running meshd without a swarm. The
+// file is re-read when it changes; a bad edit keeps the last good table and is
+// logged with the reason.
+import fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseDuration } from '../core/duration.js';
+import type { Logger } from '../core/log.js';
+import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
+
+export class RoutesFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RoutesFileError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function port(v: unknown, where: string): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw new RoutesFileError(`${where}: ${JSON.stringify(v)} is not a port (1-65535)`);
+  return n;
+}
+
+function duration(v: unknown, where: string): number {
+  const ms = typeof v === 'number' ? v : typeof v === 'string' ? parseDuration(v) : undefined;
+  if (ms === undefined || ms <= 0) throw new RoutesFileError(`${where}: ${JSON.stringify(v)} is not a duration (write it like 500ms or 2s)`);
+  return ms;
+}
+
+function count(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1000) throw new RoutesFileError(`${where}: ${JSON.stringify(v)} is not a whole number from 1 to 1000`);
+  return v;
+}
+
+function backend(v: unknown, where: string): BackendSpec {
+  if (typeof v !== 'string') throw new RoutesFileError(`${where}: must be "host:port"`);
+  const m = /^(?:\[(.+)\]|([^:]+)):(\d+)$/.exec(v.trim());
+  if (!m) throw new RoutesFileError(`${where}: ${JSON.stringify(v)} is not "host:port"`);
+  const host = m[1] ?? m[2]!;
+  const p = port(m[3], where);
+  return { id: `${host}:${p}`, host, port: p, draining: false };
+}
+
+function health(v: unknown, where: string, defaults: HealthSpec): HealthSpec {
+  if (v === undefined) return { ...defaults };
+  if (!isObj(v)) throw new RoutesFileError(`${where}: must be a mapping (path, interval, timeout, rise, fall)`);
+  const out: HealthSpec = { ...defaults };
+  for (const [k, val] of Object.entries(v)) {
+    const at = `${where}.${k}`;
+    if (k === 'path') {
+      if (typeof val !== 'string' || !val.startsWith('/')) throw new RoutesFileError(`${at}: must be a path starting with /`);
+      out.path = val;
+    } else if (k === 'interval' || k === 'timeout') out[k] = duration(val, at);
+    else if (k === 'rise' || k === 'fall') out[k] = count(val, at);
+    else throw new RoutesFileError(`${at}: unknown key (path, interval, timeout, rise, fall)`);
+  }
+  if (out.timeout > out.interval) throw new RoutesFileError(`${where}.timeout: must not exceed the interval`);
+  return out;
+}
+
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol']);
+
+/** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
+export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
+  if (!isObj(doc) || !Array.isArray(doc.routes)) throw new RoutesFileError('the file must hold `routes:`, a list of routes');
+  const routes: RouteSpec[] = [];
+  const names = new Set<string>();
+  doc.routes.forEach((r: unknown, i: number) => {
+    const where = `routes[${i}]`;
+    if (!isObj(r)) throw new RoutesFileError(`${where}: must be a mapping`);
+    for (const k of Object.keys(r)) if (!ROUTE_KEYS.has(k)) throw new RoutesFileError(`${where}.${k}: unknown key (${[...ROUTE_KEYS].join(', ')})`);
+    if (typeof r.name !== 'string' || !r.name) throw new RoutesFileError(`${where}.name: required`);
+    if (names.has(r.name)) throw new RoutesFileError(`${where}.name: "${r.name}" is used twice`);
+    names.add(r.name);
+    const mode = (r.mode ?? 'tcp') as Mode;
+    if (mode !== 'tcp' && mode !== 'http') throw new RoutesFileError(`${where}.mode: must be tcp or http`);
+    if (!Array.isArray(r.backends)) throw new RoutesFileError(`${where}.backends: must be a list of "host:port"`);
+    const hosts = r.hosts === undefined ? [] : r.hosts;
+    if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string')) throw new RoutesFileError(`${where}.hosts: must be a list of host names`);
+    if (hosts.length && mode !== 'http') throw new RoutesFileError(`${where}.hosts: only for mode http`);
+    const backends = r.backends.map((b: unknown, j: number) => backend(b, `${where}.backends[${j}]`));
+    routes.push({
+      name: r.name,
+      mode,
+      port: port(r.publish, `${where}.publish`),
+      hosts: (hosts as string[]).map((h) => h.toLowerCase()),
+      health: health(r.health, `${where}.health`, defaults.health),
+      backends,
+      proxyProtocol: r.proxyProtocol === true,
+      problems: [],
+    });
+  });
+  for (const a of routes) {
+    for (const b of routes) {
+      if (a === b || a.port !== b.port) continue;
+      const clash = a.mode !== b.mode || a.mode === 'tcp' || (a.hosts.length === 0 && b.hosts.length === 0) || a.hosts.some((h) => b.hosts.includes(h));
+      if (clash) throw new RoutesFileError(`routes ${a.name} and ${b.name} both claim port ${a.port}; L7 routes may share a port only with distinct hosts`);
+    }
+  }
+  routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
+  return { routes, notices: [] };
+}
+
+export function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new RoutesFileError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new RoutesFileError(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return routesFromDocument(doc, defaults);
+}
+
+export interface FileDiscoveryOptions {
+  path: string;
+  defaults: CompileDefaults;
+  log: Logger;
+  onTable: (table: RoutingTable) => void;
+  onError: (err: unknown) => void;
+}
+
+export class FileDiscovery {
+  readonly #o: FileDiscoveryOptions;
+  readonly #listener = () => this.load();
+
+  constructor(options: FileDiscoveryOptions) {
+    this.#o = options;
+  }
+
+  /** Reads the file now; a later change is picked up by polling its status. */
+  start(): void {
+    this.load();
+    fs.watchFile(this.#o.path, { interval: 250 }, this.#listener);
+  }
+
+  load(): void {
+    try {
+      this.#o.onTable(readRoutesFile(this.#o.path, this.#o.defaults));
+    } catch (err) {
+      this.#o.onError(err);
+    }
+  }
+
+  stop(): void {
+    fs.unwatchFile(this.#o.path, this.#listener);
+  }
+}

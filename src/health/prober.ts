@@ -1,0 +1,117 @@
+// Active health checks: every backend of the live table is probed from this
+// node on its route's interval, by TCP connect or HTTP GET. `fall` failures in a
+// row take it out; `rise` passes in a row bring it back, and also end a passive
+// ejection, so a backend that failed returns only once it answers again.
+import net from 'node:net';
+import { Agent, request } from 'undici';
+import type { Logger } from '../core/log.js';
+import { errorCodeOf } from '../core/errors.js';
+import type { Backend, Table } from '../table/table.js';
+
+export type ProbeResult = { ok: true } | { ok: false; error: string };
+
+export function probeTcp(host: string, port: number, timeout: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (r: ProbeResult) => {
+      socket.destroy();
+      resolve(r);
+    };
+    socket.setTimeout(timeout, () => done({ ok: false, error: 'timeout' }));
+    socket.once('connect', () => done({ ok: true }));
+    socket.once('error', (err) => done({ ok: false, error: errorCodeOf(err) }));
+  });
+}
+
+export async function probeHttp(dispatcher: Agent, host: string, port: number, path: string, timeout: number): Promise<ProbeResult> {
+  try {
+    const res = await request(`http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`, {
+      dispatcher,
+      method: 'GET',
+      headers: { 'user-agent': 'meshd-health' },
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      signal: AbortSignal.timeout(timeout),
+    });
+    await res.body.dump();
+    return res.statusCode >= 200 && res.statusCode < 400 ? { ok: true } : { ok: false, error: `status ${res.statusCode}` };
+  } catch (err) {
+    return { ok: false, error: errorCodeOf(err) };
+  }
+}
+
+/** Applies one probe result to a backend's rise/fall state. */
+export function recordProbe(b: Backend, result: ProbeResult, rise: number, fall: number): void {
+  if (result.ok) {
+    b.failStreak = 0;
+    b.okStreak++;
+    b.lastProbeError = undefined;
+    if (b.okStreak >= rise) {
+      b.setFlag('activeDown', false);
+      b.setFlag('ejected', false);
+    }
+  } else {
+    b.okStreak = 0;
+    b.failStreak++;
+    b.lastProbeError = result.error;
+    if (b.failStreak >= fall) b.setFlag('activeDown', true);
+  }
+}
+
+export class Prober {
+  readonly #table: Table;
+  readonly #log: Logger;
+  readonly #timers = new Map<Backend, NodeJS.Timeout>();
+  readonly #agent = new Agent({ keepAliveTimeout: 1, pipelining: 0 });
+  #stopped = false;
+
+  constructor(table: Table, log: Logger) {
+    this.#table = table;
+    this.#log = log;
+    table.on('applied', () => this.reconcile());
+  }
+
+  /** Starts probes for new backends and stops those of backends that left. */
+  reconcile(): void {
+    if (this.#stopped) return;
+    const live = new Set<Backend>();
+    for (const b of this.#table.allBackends()) {
+      if (b.draining) continue;
+      live.add(b);
+      if (!this.#timers.has(b)) this.#schedule(b, Math.random() * Math.min(b.route.spec.health.interval, 1000));
+    }
+    for (const [b, timer] of this.#timers) {
+      if (live.has(b)) continue;
+      clearTimeout(timer);
+      this.#timers.delete(b);
+    }
+  }
+
+  #schedule(b: Backend, delay: number): void {
+    const timer = setTimeout(() => void this.#run(b), delay);
+    timer.unref();
+    this.#timers.set(b, timer);
+  }
+
+  async #run(b: Backend): Promise<void> {
+    const h = b.route.spec.health;
+    const result = h.path
+      ? await probeHttp(this.#agent, b.host, b.port, h.path, h.timeout)
+      : await probeTcp(b.host, b.port, h.timeout);
+    if (this.#stopped || !this.#timers.has(b)) return;
+    const wasDown = b.activeDown || b.ejected;
+    recordProbe(b, result, h.rise, h.fall);
+    const isDown = b.activeDown || b.ejected;
+    if (wasDown !== isDown) {
+      this.#log.info({ route: b.route.spec.name, backend: b.key, healthy: !isDown, error: b.lastProbeError }, isDown ? 'backend failed its health checks' : 'backend passed its health checks');
+    }
+    this.#schedule(b, h.interval);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    void this.#agent.close();
+  }
+}

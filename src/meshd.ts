@@ -1,0 +1,101 @@
+// Wiring: route source → compile → live table → listeners, probes and admin API.
+// `startMeshd` is what the CLI runs; tests start it in-process the same way.
+import type { FastifyInstance } from 'fastify';
+import { createMetrics, type Metrics } from './admin/metrics.js';
+import { startAdmin } from './admin/server.js';
+import type { Config } from './config.js';
+import type { Logger } from './core/log.js';
+import { FileDiscovery } from './discovery/file.js';
+import { dockerFromHost, selfInfo, SwarmDiscovery, type DockerReader } from './discovery/swarm.js';
+import { Prober } from './health/prober.js';
+import { ProxyStats, type ProxyContext } from './proxy/context.js';
+import { Listeners } from './proxy/listeners.js';
+import { compile } from './table/compile.js';
+import type { CompileDefaults, RoutingTable } from './table/spec.js';
+import { Table } from './table/table.js';
+
+export interface Meshd {
+  table: Table;
+  listeners: Listeners;
+  metrics: Metrics;
+  stats: ProxyStats;
+  admin: FastifyInstance;
+  /** Resolves once a table has been applied and its ports reconciled. */
+  settled(): Promise<void>;
+  /** Graceful stop: readiness off, stop accepting, let in-flight work finish (up to the drain timeout). */
+  stop(): Promise<void>;
+}
+
+export async function startMeshd(config: Config, log: Logger, docker?: DockerReader): Promise<Meshd> {
+  const table = new Table({ drainTimeout: config.drainTimeout });
+  const stats = new ProxyStats();
+  const metrics = createMetrics(table, stats);
+  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout };
+  const listeners = new Listeners(ctx, config.listenHost, log.child({ component: 'listeners' }));
+  const prober = new Prober(table, log.child({ component: 'health' }));
+  const defaults: CompileDefaults = {
+    health: { interval: config.healthInterval, timeout: config.healthTimeout, rise: config.healthRise, fall: config.healthFall },
+  };
+  const dlog = log.child({ component: 'discovery', provider: config.provider });
+  let discoveryError: string | undefined;
+  let accepting = true;
+  let reconciled: Promise<void> = Promise.resolve();
+
+  const onTable = (next: RoutingTable) => {
+    discoveryError = undefined;
+    if (!table.apply(next)) return;
+    metrics.tableUpdates.inc();
+    dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
+    for (const n of next.notices) dlog.warn({ service: n.service, port: n.port }, n.message);
+    for (const r of next.routes) for (const p of r.problems) dlog.warn({ service: r.name, port: r.port }, p);
+    reconciled = listeners.reconcile();
+  };
+  const onError = (err: unknown) => {
+    const message = (err as Error).message ?? String(err);
+    metrics.discoveryErrors.inc({ provider: config.provider });
+    if (message !== discoveryError) dlog.error({ err: message }, table.loaded ? 'route source failed; keeping the last good table' : 'route source failed; retrying');
+    discoveryError = message;
+  };
+
+  let stopDiscovery: () => void;
+  if (config.provider === 'file') {
+    const file = new FileDiscovery({ path: config.routes!, defaults, log: dlog, onTable, onError });
+    file.start();
+    stopDiscovery = () => file.stop();
+  } else {
+    const client = docker ?? dockerFromHost(config.dockerHost);
+    const self = await selfInfo(client, dlog);
+    dlog.info({ networks: self.networks, ipvs: self.ipvs, network: config.network ?? null }, 'swarm discovery starting');
+    const swarm = new SwarmDiscovery({
+      docker: client,
+      log: dlog,
+      taskPollInterval: config.taskPollInterval,
+      resyncInterval: config.resyncInterval,
+      onSnapshot: (snapshot) => onTable(compile(snapshot, { defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs })),
+      onError,
+    });
+    swarm.start();
+    stopDiscovery = () => swarm.stop();
+  }
+
+  const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting },
+    config.adminAddr.host, config.adminAddr.port);
+
+  return {
+    table, listeners, metrics, stats, admin,
+    settled: () => reconciled,
+    async stop() {
+      accepting = false;
+      stopDiscovery();
+      prober.stop();
+      const closed = listeners.close();
+      table.close();
+      const deadline = Date.now() + config.drainTimeout;
+      while (Date.now() < deadline && [...table.allBackends()].some((b) => b.active > 0)) await new Promise((r) => setTimeout(r, 50));
+      for (const b of table.allBackends()) b.close(true);
+      listeners.forceClose();
+      await closed;
+      await admin.close();
+    },
+  };
+}

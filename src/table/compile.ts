@@ -1,0 +1,151 @@
+// compile(): a pure function from a swarm snapshot to a routing table. No I/O,
+// no clock; the same snapshot always gives the same table. A malformed service
+// becomes a notice or a route problem and never blanks the rest of the table.
+import type { SwarmSnapshot, SwarmTask, SwarmService } from '../discovery/snapshot.js';
+import { parseLabels } from './labels.js';
+import type { BackendSpec, CompileDefaults, HealthSpec, Notice, RouteSpec, RoutingTable } from './spec.js';
+
+export interface CompileOptions {
+  defaults: CompileDefaults;
+  /** Network (name or ID) on which tasks are reached; overrides selfNetworks. */
+  network?: string | undefined;
+  /** Networks (names or IDs) meshd itself is attached to; empty: any network but ingress. */
+  selfNetworks: string[];
+  /** Whether this node has IPVS, which Docker's own routing mesh needs. */
+  ipvs: boolean;
+}
+
+const INGRESS = 'ingress';
+
+function stripCidr(address: string): string {
+  const slash = address.indexOf('/');
+  return slash < 0 ? address : address.slice(0, slash);
+}
+
+/** The task's address on the first network meshd can reach it on. */
+function taskAddress(task: SwarmTask, allowed: Set<string> | null, networkNames: Map<string, string>): string | undefined {
+  for (const att of task.NetworksAttachments ?? []) {
+    const id = att.Network.ID;
+    const name = att.Network.Spec?.Name ?? networkNames.get(id) ?? id;
+    // Ingress addresses are Docker's own mesh (IPVS): never a backend for meshd.
+    const ok = name !== INGRESS && (!allowed || allowed.has(id) || allowed.has(name));
+    const addr = att.Addresses?.[0];
+    if (ok && addr) return stripCidr(addr);
+  }
+  return undefined;
+}
+
+function isDraining(task: SwarmTask): boolean {
+  return task.Status.State === 'running' && (task.DesiredState === 'shutdown' || task.DesiredState === 'remove');
+}
+
+function isServing(task: SwarmTask): boolean {
+  return task.Status.State === 'running' && task.DesiredState === 'running';
+}
+
+function ingressPorts(service: SwarmService): { published: number; target: number }[] {
+  const ports = service.Endpoint?.Ports ?? service.Spec.EndpointSpec?.Ports ?? [];
+  return ports
+    .filter((p) => (p.PublishMode ?? 'ingress') === 'ingress' && p.PublishedPort)
+    .map((p) => ({ published: p.PublishedPort!, target: p.TargetPort ?? p.PublishedPort! }));
+}
+
+function byCreation(a: SwarmService, b: SwarmService): number {
+  return (a.CreatedAt ?? '').localeCompare(b.CreatedAt ?? '') || a.Spec.Name.localeCompare(b.Spec.Name);
+}
+
+/** Why `route` may not share its port with `other`, or undefined when it may. */
+function conflict(route: RouteSpec, other: RouteSpec): string | undefined {
+  if (route.mode !== other.mode) return `port ${route.port} is already served as ${other.mode} by ${other.name}`;
+  if (route.mode === 'tcp') return `port ${route.port} is already served by ${other.name} (an L4 port carries one service; use /http with meshd.hosts to share a port)`;
+  if (route.hosts.length === 0 && other.hosts.length === 0) return `port ${route.port} is already served by ${other.name} for any host; set meshd.hosts on both to share the port`;
+  const shared = route.hosts.find((h) => other.hosts.includes(h));
+  if (shared) return `host ${shared} on port ${route.port} is already served by ${other.name}`;
+  return undefined;
+}
+
+export function compile(snapshot: SwarmSnapshot, options: CompileOptions): RoutingTable {
+  const networkNames = new Map(snapshot.networks.map((n) => [n.Id, n.Name]));
+  const nodeNames = new Map(snapshot.nodes.map((n) => [n.ID, n.Description?.Hostname ?? n.ID]));
+  const allowedList = options.network ? [options.network] : options.selfNetworks;
+  const allowed = allowedList.length ? new Set(allowedList) : null;
+  const networkLabel = allowedList.length ? `network ${allowedList.join(' or ')}` : 'a network meshd shares with it';
+
+  const tasksByService = new Map<string, SwarmTask[]>();
+  for (const task of snapshot.tasks) {
+    const list = tasksByService.get(task.ServiceID);
+    if (list) list.push(task);
+    else tasksByService.set(task.ServiceID, [task]);
+  }
+
+  const routes: RouteSpec[] = [];
+  const notices: Notice[] = [];
+  const byPort = new Map<number, RouteSpec[]>();
+
+  for (const service of [...snapshot.services].sort(byCreation)) {
+    const name = service.Spec.Name;
+    const labels = parseLabels(service.Spec.Labels);
+
+    for (const p of ingressPorts(service)) {
+      const mesh = options.ipvs
+        ? 'Docker\'s ingress routing mesh serves it, not meshd'
+        : 'Docker\'s ingress routing mesh owns it, and this node has no IPVS (/proc/net/ip_vs is missing), so it answers nothing here';
+      notices.push({
+        service: name,
+        port: p.published,
+        message: `port ${p.published} is published the standard way (ingress mode): ${mesh}. To serve it with meshd, remove the published port and add the service label meshd.publish=${p.published}:${p.target} and the meshd network`,
+      });
+    }
+    if (labels.publish.length === 0) {
+      for (const problem of labels.problems) notices.push({ service: name, message: problem });
+      continue;
+    }
+
+    const health: HealthSpec = { ...options.defaults.health, ...labels.health };
+    const routeProblems = [...labels.problems];
+    if (health.timeout > health.interval) {
+      routeProblems.push(`meshd.health.timeout (${health.timeout}ms) exceeds the interval (${health.interval}ms); the interval is used as timeout`);
+      health.timeout = health.interval;
+    }
+
+    for (const pub of labels.publish) {
+      const problems = [...routeProblems];
+      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http ports only; port ${pub.published} is tcp`);
+      if (labels.proxyProtocol && pub.mode === 'http') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is http`);
+      const backends: BackendSpec[] = [];
+      for (const task of tasksByService.get(service.ID) ?? []) {
+        const draining = isDraining(task);
+        if (!draining && !isServing(task)) continue;
+        const node = task.NodeID ? nodeNames.get(task.NodeID) : undefined;
+        const host = taskAddress(task, allowed, networkNames);
+        if (!host) {
+          problems.push(`task ${task.ID.slice(0, 12)}${node ? ` on ${node}` : ''} has no address on ${networkLabel}; attach the service to that network`);
+          continue;
+        }
+        backends.push({ id: task.ID, host, port: pub.target, ...(node ? { node } : {}), draining });
+      }
+      backends.sort((a, b) => a.id.localeCompare(b.id));
+      const route: RouteSpec = {
+        name,
+        mode: pub.mode,
+        port: pub.published,
+        hosts: pub.mode === 'http' ? labels.hosts : [],
+        health,
+        backends,
+        proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
+        problems,
+      };
+      const sharing = byPort.get(route.port) ?? [];
+      const clash = sharing.map((other) => conflict(route, other)).find((c) => c !== undefined);
+      if (clash) {
+        notices.push({ service: name, port: route.port, message: `not served: ${clash}` });
+        continue;
+      }
+      sharing.push(route);
+      byPort.set(route.port, sharing);
+      routes.push(route);
+    }
+  }
+  routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
+  return { routes, notices };
+}

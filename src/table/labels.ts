@@ -1,0 +1,121 @@
+// Parses a service's `meshd.*` labels. Every mistake becomes a problem string
+// that names the label, what is wrong and how to write it; nothing throws.
+import { parseDuration } from '../core/duration.js';
+import type { HealthSpec, Mode } from './spec.js';
+
+export interface PublishSpec {
+  published: number;
+  target: number;
+  mode: Mode;
+}
+
+export interface ServiceLabels {
+  publish: PublishSpec[];
+  health: Partial<HealthSpec>;
+  hosts: string[];
+  proxyProtocol: boolean;
+  problems: string[];
+}
+
+export const LABEL_PREFIX = 'meshd.';
+const PUBLISH = 'meshd.publish';
+
+function parsePort(text: string): number | undefined {
+  if (!/^\d{1,5}$/.test(text)) return undefined;
+  const n = Number(text);
+  return n >= 1 && n <= 65535 ? n : undefined;
+}
+
+/** `8080:80/http, 9000:6379` → publish specs, each item checked on its own. */
+export function parsePublish(value: string, problems: string[]): PublishSpec[] {
+  const out: PublishSpec[] = [];
+  for (const item of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(\d+):(\d+)(?:\/([a-z]+))?$/.exec(item);
+    if (!m) {
+      problems.push(`${PUBLISH}: "${item}" is not PUBLISHED:TARGET[/tcp|/http] (example: 8080:80/http)`);
+      continue;
+    }
+    const published = parsePort(m[1]!);
+    const target = parsePort(m[2]!);
+    const mode = (m[3] ?? 'tcp') as Mode;
+    if (published === undefined || target === undefined) {
+      problems.push(`${PUBLISH}: "${item}" has a port outside 1-65535`);
+      continue;
+    }
+    if (mode !== 'tcp' && mode !== 'http') {
+      problems.push(`${PUBLISH}: "${item}" has protocol "${m[3]}"; meshd serves /tcp (default) and /http`);
+      continue;
+    }
+    if (out.some((p) => p.published === published)) {
+      problems.push(`${PUBLISH}: port ${published} is listed twice`);
+      continue;
+    }
+    out.push({ published, target, mode });
+  }
+  return out;
+}
+
+function durationLabel(name: string, value: string, problems: string[]): number | undefined {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) {
+    problems.push(`${name}: "${value}" is not a duration (write it like 500ms, 2s or 1m); the default is used`);
+    return undefined;
+  }
+  return ms;
+}
+
+function countLabel(name: string, value: string, problems: string[]): number | undefined {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 1000) {
+    problems.push(`${name}: "${value}" is not a whole number from 1 to 1000; the default is used`);
+    return undefined;
+  }
+  return Number(value);
+}
+
+export function parseLabels(labels: Record<string, string> | undefined): ServiceLabels {
+  const out: ServiceLabels = { publish: [], health: {}, hosts: [], proxyProtocol: false, problems: [] };
+  for (const [name, raw] of Object.entries(labels ?? {})) {
+    if (!name.startsWith(LABEL_PREFIX)) continue;
+    const value = raw.trim();
+    const p = out.problems;
+    switch (name) {
+      case PUBLISH:
+        out.publish = parsePublish(value, p);
+        break;
+      case 'meshd.health.path':
+        if (!value.startsWith('/')) p.push(`${name}: "${value}" must start with /; probes use TCP connect instead`);
+        else out.health.path = value;
+        break;
+      case 'meshd.health.interval': {
+        const v = durationLabel(name, value, p);
+        if (v !== undefined) out.health.interval = v;
+        break;
+      }
+      case 'meshd.health.timeout': {
+        const v = durationLabel(name, value, p);
+        if (v !== undefined) out.health.timeout = v;
+        break;
+      }
+      case 'meshd.health.rise': {
+        const v = countLabel(name, value, p);
+        if (v !== undefined) out.health.rise = v;
+        break;
+      }
+      case 'meshd.health.fall': {
+        const v = countLabel(name, value, p);
+        if (v !== undefined) out.health.fall = v;
+        break;
+      }
+      case 'meshd.hosts':
+        out.hosts = value.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+        break;
+      case 'meshd.proxy-protocol':
+        if (value === 'v2') out.proxyProtocol = true;
+        else p.push(`${name}: "${value}" is not supported; write v2`);
+        break;
+      default:
+        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol and meshd.health.{path,interval,timeout,rise,fall}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,57 @@
+// The routing table as compile() produces it: plain, immutable data that says
+// which ports meshd serves, how, and which addresses back each route.
+
+export type Mode = 'tcp' | 'http';
+
+export interface HealthSpec {
+  /** HTTP GET path for the active probe; TCP connect when absent. */
+  path?: string;
+  interval: number;
+  timeout: number;
+  rise: number;
+  fall: number;
+}
+
+export interface BackendSpec {
+  /** Stable identity across tables: the task ID, or host:port for static backends. */
+  id: string;
+  host: string;
+  port: number;
+  /** Hostname of the node that runs it, when known. */
+  node?: string;
+  /** Desired state changed to shutdown: no new work, in-flight work finishes. */
+  draining: boolean;
+}
+
+export interface RouteSpec {
+  /** Service (or static route) name. */
+  name: string;
+  mode: Mode;
+  /** Published port meshd listens on. */
+  port: number;
+  /** L7 only: Host header values this route answers; empty means any host. */
+  hosts: string[];
+  health: HealthSpec;
+  backends: BackendSpec[];
+  /** Send a PROXY protocol v2 header to backends (L4). */
+  proxyProtocol: boolean;
+  /** Problems found while compiling this route (bad labels, unreachable tasks). */
+  problems: string[];
+}
+
+/** Something the operator should know that is not a served route. */
+export interface Notice {
+  service: string;
+  port?: number;
+  message: string;
+}
+
+export interface RoutingTable {
+  routes: RouteSpec[];
+  notices: Notice[];
+}
+
+/** Defaults that labels or a routes file may override per route. */
+export interface CompileDefaults {
+  health: HealthSpec;
+}

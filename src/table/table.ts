@@ -1,0 +1,247 @@
+// The live table: per published port, the routes and their backends with health
+// state and counters. A new routing table is applied as a diff, so backends that
+// stay keep their state; removed ones drain. Picks are O(1) round-robin over the
+// backends that every health source agrees on.
+import { EventEmitter } from 'node:events';
+import type { BackendSpec, Mode, RouteSpec, RoutingTable, Notice } from './spec.js';
+
+/** Something a backend holds open (an upstream pool, a piped socket) and must close when retired. */
+export interface Closable {
+  close(): void;
+  destroy(): void;
+}
+
+export class Backend {
+  readonly key: string;
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  node: string | undefined;
+  route: Route;
+
+  // Health sources: each owns one flag; eligible only when all agree.
+  /** Task desired state is shutdown (from discovery). */
+  draining = false;
+  /** Gone from the routing table; finishing in-flight work. */
+  removed = false;
+  /** Failed `fall` active probes in a row (prober). */
+  activeDown = false;
+  /** Taken out by the proxy after connect failures or resets (outlier). */
+  ejected = false;
+
+  // Counters
+  active = 0;
+  requests = 0;
+  failures = 0;
+  readonly errors = new Map<string, number>();
+  consecutiveFailures = 0;
+
+  // Probe state (prober)
+  okStreak = 0;
+  failStreak = 0;
+  lastProbeError: string | undefined;
+
+  /** Per-backend upstream resources, opened by the proxy. */
+  readonly resources = new Set<Closable>();
+  /** L7 upstream pool; created by the proxy on first use. */
+  pool: Closable | undefined;
+  #drainTimer: NodeJS.Timeout | undefined;
+
+  constructor(spec: BackendSpec, route: Route) {
+    this.key = backendKey(spec);
+    this.id = spec.id;
+    this.host = spec.host;
+    this.port = spec.port;
+    this.node = spec.node;
+    this.draining = spec.draining;
+    this.route = route;
+  }
+
+  get eligible(): boolean {
+    return !this.draining && !this.removed && !this.activeDown && !this.ejected;
+  }
+
+  get healthy(): boolean {
+    return !this.activeDown && !this.ejected;
+  }
+
+  /** Changes one health flag and lets the route recompute its picks. */
+  setFlag(flag: 'draining' | 'activeDown' | 'ejected', value: boolean): void {
+    if (this[flag] === value) return;
+    this[flag] = value;
+    this.route.refresh();
+    this.route.table.emit('health', this, flag, value);
+  }
+
+  countError(code: string): void {
+    this.failures++;
+    this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
+  }
+
+  /** Called when one in-flight request or connection is done. */
+  release(): void {
+    this.active--;
+    if (this.removed && this.active <= 0) this.close();
+  }
+
+  retire(drainTimeout: number): void {
+    if (this.removed) return;
+    this.removed = true;
+    if (this.active <= 0) return this.close();
+    this.#drainTimer = setTimeout(() => this.close(true), drainTimeout);
+    this.#drainTimer.unref();
+  }
+
+  close(force = false): void {
+    clearTimeout(this.#drainTimer);
+    for (const r of this.resources) force ? r.destroy() : r.close();
+    this.resources.clear();
+    if (this.pool) force ? this.pool.destroy() : this.pool.close();
+    this.pool = undefined;
+  }
+}
+
+export function backendKey(spec: BackendSpec): string {
+  return `${spec.id}@${spec.host}:${spec.port}`;
+}
+
+export class Route {
+  spec: RouteSpec;
+  readonly table: Table;
+  readonly backends = new Map<string, Backend>();
+  /** Eligible backends in a stable order; rebuilt only when a flag changes. */
+  #eligible: Backend[] = [];
+  #next = 0;
+
+  constructor(spec: RouteSpec, table: Table) {
+    this.spec = spec;
+    this.table = table;
+  }
+
+  get eligibleCount(): number {
+    return this.#eligible.length;
+  }
+
+  refresh(): void {
+    this.#eligible = [...this.backends.values()].filter((b) => b.eligible);
+  }
+
+  /** Next eligible backend in round-robin order, avoiding `avoid` when another exists. */
+  pick(avoid?: Backend): Backend | undefined {
+    const list = this.#eligible;
+    const n = list.length;
+    if (n === 0) return undefined;
+    if (this.#next >= 0x3fffffff) this.#next = 0;
+    let b = list[this.#next++ % n]!;
+    if (b === avoid && n > 1) b = list[this.#next++ % n]!;
+    return b === avoid ? undefined : b;
+  }
+}
+
+/** What a listener on one published port serves. */
+export interface PortEntry {
+  port: number;
+  mode: Mode;
+  /** L7: routes by lower-case host; L4 and host-less L7 routes are the default. */
+  byHost: Map<string, Route>;
+  default: Route | undefined;
+}
+
+export interface TableEvents {
+  applied: [];
+  health: [Backend, string, boolean];
+}
+
+export class Table extends EventEmitter<TableEvents> {
+  readonly routes = new Map<string, Route>();
+  ports = new Map<number, PortEntry>();
+  notices: Notice[] = [];
+  version = 0;
+  loaded = false;
+  #last = '';
+  readonly #drainTimeout: number;
+
+  constructor(options: { drainTimeout: number }) {
+    super();
+    this.#drainTimeout = options.drainTimeout;
+  }
+
+  /** Applies a compiled table; returns false when it equals the current one. */
+  apply(next: RoutingTable): boolean {
+    const text = JSON.stringify(next);
+    if (this.loaded && text === this.#last) return false;
+    this.#last = text;
+    this.loaded = true;
+    this.version++;
+    this.notices = next.notices;
+
+    const seen = new Set<string>();
+    for (const spec of next.routes) {
+      const key = `${spec.port} ${spec.name}`;
+      seen.add(key);
+      let route = this.routes.get(key);
+      if (!route) {
+        route = new Route(spec, this);
+        this.routes.set(key, route);
+      }
+      route.spec = spec;
+      this.#applyBackends(route, spec.backends);
+    }
+    for (const [key, route] of this.routes) {
+      if (seen.has(key)) continue;
+      for (const b of route.backends.values()) b.retire(this.#drainTimeout);
+      route.backends.clear();
+      route.refresh();
+      this.routes.delete(key);
+    }
+    this.ports = buildPorts(this.routes);
+    this.emit('applied');
+    return true;
+  }
+
+  #applyBackends(route: Route, specs: BackendSpec[]): void {
+    const keep = new Set<string>();
+    for (const spec of specs) {
+      const key = backendKey(spec);
+      keep.add(key);
+      const existing = route.backends.get(key);
+      if (existing) {
+        existing.node = spec.node;
+        existing.draining = spec.draining;
+      } else {
+        route.backends.set(key, new Backend(spec, route));
+      }
+    }
+    for (const [key, b] of route.backends) {
+      if (keep.has(key)) continue;
+      route.backends.delete(key);
+      b.retire(this.#drainTimeout);
+    }
+    route.refresh();
+  }
+
+  /** Every live backend, for probes and metrics. */
+  *allBackends(): Generator<Backend> {
+    for (const route of this.routes.values()) yield* route.backends.values();
+  }
+
+  /** Retires every backend, e.g. on shutdown; resolves once all closed or after the drain timeout. */
+  close(): void {
+    for (const b of this.allBackends()) b.retire(this.#drainTimeout);
+  }
+}
+
+function buildPorts(routes: Map<string, Route>): Map<number, PortEntry> {
+  const ports = new Map<number, PortEntry>();
+  for (const route of routes.values()) {
+    const { port, mode, hosts } = route.spec;
+    let entry = ports.get(port);
+    if (!entry) {
+      entry = { port, mode, byHost: new Map(), default: undefined };
+      ports.set(port, entry);
+    }
+    if (hosts.length === 0) entry.default = route;
+    for (const h of hosts) entry.byHost.set(h, route);
+  }
+  return ports;
+}
