@@ -124,6 +124,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   const config = out as unknown as Config;
   if (config.provider === 'file' && !config.routes) throw new ConfigError('--routes: required with --provider file');
-  if (config.healthTimeout > config.healthInterval) throw new ConfigError('--health-timeout: must not exceed --health-interval');
+  if (config.healthTimeout > config.healthInterval) {
+    if (given.has('health-timeout')) throw new ConfigError('--health-timeout: must not exceed --health-interval');
+    config.healthTimeout = config.healthInterval;
+  }
   return config;
 }

@@ -1,6 +1,6 @@
 // The admin API (fastify): liveness, readiness, Prometheus metrics and the live
 // routing table with health, for operators and for meshd's own HEALTHCHECK.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../core/log.js';
 import type { Listeners } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
@@ -49,7 +49,11 @@ export function routesView(table: Table, listeners: Listeners, discoveryError?: 
 }
 
 export async function startAdmin(deps: AdminDeps, host: string, port: number): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    // Scrapes and probes every few seconds would drown the log.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const ready = deps.table.loaded && deps.accepting();

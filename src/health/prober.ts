@@ -47,6 +47,7 @@ export function recordProbe(b: Backend, result: ProbeResult, rise: number, fall:
     b.okStreak++;
     b.lastProbeError = undefined;
     if (b.okStreak >= rise) {
+      b.consecutiveFailures = 0;
       b.setFlag('activeDown', false);
       b.setFlag('ejected', false);
     }

@@ -1,0 +1,69 @@
+// Runs meshd in-process against a routes file in a temp dir, the way the CLI
+// does, so tests can rewrite the file and read the live table.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { parseConfig, type Config } from '../../src/config.js';
+import { silentLogger } from '../../src/core/log.js';
+import { startMeshd, type Meshd } from '../../src/meshd.js';
+import { freePort, waitFor } from './net.js';
+
+export interface FileRoute {
+  name: string;
+  publish: number;
+  mode?: 'tcp' | 'http';
+  hosts?: string[];
+  backends: string[];
+  health?: Record<string, string | number>;
+  proxyProtocol?: boolean;
+}
+
+export class TestMeshd {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-test-'));
+  readonly routesFile = path.join(this.dir, 'routes.yml');
+  meshd!: Meshd;
+  config!: Config;
+  adminPort = 0;
+
+  async start(routes: FileRoute[], flags: string[] = []): Promise<this> {
+    this.writeRoutes(routes);
+    this.adminPort = await freePort();
+    const config = parseConfig([
+      '--provider', 'file', '--routes', this.routesFile, '--listen-host', '127.0.0.1',
+      '--admin-addr', `127.0.0.1:${this.adminPort}`, '--health-interval', '200ms', '--health-timeout', '150ms',
+      '--health-rise', '2', '--health-fall', '2', '--drain-timeout', '5s', ...flags,
+    ], {});
+    if (config === 'help') throw new Error('unexpected help');
+    this.config = config;
+    this.meshd = await startMeshd(config, silentLogger());
+    await waitFor(() => this.meshd.table.loaded, 5000, 'first table');
+    await this.meshd.settled();
+    return this;
+  }
+
+  writeRoutes(routes: FileRoute[]): void {
+    // Write-then-rename, as editors and config tools do, so meshd never reads half a file.
+    const tmp = `${this.routesFile}.tmp`;
+    fs.writeFileSync(tmp, stringify({ routes }));
+    fs.renameSync(tmp, this.routesFile);
+  }
+
+  /** Rewrites the routes file and waits until the table has taken it in. */
+  async update(routes: FileRoute[]): Promise<void> {
+    const before = this.meshd.table.version;
+    this.writeRoutes(routes);
+    await waitFor(() => this.meshd.table.version > before, 5000, 'table update');
+    await this.meshd.settled();
+  }
+
+  backend(port: number, address: string) {
+    const route = [...this.meshd.table.routes.values()].find((r) => r.spec.port === port);
+    return [...(route?.backends.values() ?? [])].find((b) => `${b.host}:${b.port}` === address);
+  }
+
+  async stop(): Promise<void> {
+    await this.meshd?.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

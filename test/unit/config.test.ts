@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, helpText, parseConfig } from '../../src/config.js';
+
+describe('config', () => {
+  it('has defaults for every flag', () => {
+    const c = parseConfig([], {});
+    assert.notEqual(c, 'help');
+    if (c === 'help') return;
+    assert.equal(c.provider, 'swarm');
+    assert.deepEqual(c.adminAddr, { host: '127.0.0.1', port: 9900 });
+    assert.equal(c.taskPollInterval, 1000);
+    assert.equal(c.resyncInterval, 10_000);
+    assert.equal(c.healthInterval, 2000);
+  });
+
+  it('takes flags in both forms, env as MESHD_*, and the command line over env', () => {
+    const c = parseConfig(['--health-interval=500ms', '--log-level', 'debug', '--admin-addr', '[::1]:9000'], { MESHD_LOG_LEVEL: 'warn', MESHD_NETWORK: 'meshd' });
+    if (c === 'help') throw new Error('help');
+    assert.equal(c.healthInterval, 500);
+    assert.equal(c.logLevel, 'debug');
+    assert.equal(c.network, 'meshd');
+    assert.deepEqual(c.adminAddr, { host: '::1', port: 9000 });
+  });
+
+  const bad: [string[], Record<string, string>, RegExp][] = [
+    [['--health-interval', 'soon'], {}, /^--health-interval: must be a duration/],
+    [['--provider', 'consul'], {}, /^--provider: must be one of swarm, file/],
+    [['--provider', 'file'], {}, /^--routes: required/],
+    [['--health-rise', '0'], {}, /^--health-rise: must be a whole number/],
+    [['--admin-addr', '9900'], {}, /^--admin-addr: must be HOST:PORT/],
+    [['--bogus'], {}, /unknown argument "--bogus"/],
+    [['--network'], {}, /^--network: needs a value/],
+    [[], { MESHD_DRAIN_TIMEOUT: '-1s' }, /^--drain-timeout/],
+    [['--health-timeout', '5s'], {}, /^--health-timeout: must not exceed/],
+  ];
+  for (const [argv, env, re] of bad) {
+    it(`refuses ${JSON.stringify(argv)} ${JSON.stringify(env)}`, () => {
+      assert.throws(() => parseConfig(argv, env), (err: Error) => err instanceof ConfigError && re.test(err.message) && !err.message.includes('\n'));
+    });
+  }
+
+  it('answers --help with every flag', () => {
+    assert.equal(parseConfig(['--help'], {}), 'help');
+    for (const flag of ['--provider', '--routes', '--docker-host', '--network', '--admin-addr', '--drain-timeout']) assert.match(helpText(), new RegExp(flag));
+  });
+});

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseLabels } from '../../src/table/labels.js';
+
+describe('parseLabels', () => {
+  const cases: { labels: Record<string, string>; publish: string[]; problems: RegExp[] }[] = [
+    { labels: { 'meshd.publish': '8080:80' }, publish: ['8080:80/tcp'], problems: [] },
+    { labels: { 'meshd.publish': '8080:80/http, 9000:6379/tcp' }, publish: ['8080:80/http', '9000:6379/tcp'], problems: [] },
+    { labels: { 'meshd.publish': 'notaport' }, publish: [], problems: [/not PUBLISHED:TARGET/] },
+    { labels: { 'meshd.publish': '8084:80/udp' }, publish: [], problems: [/protocol "udp"/] },
+    { labels: { 'meshd.publish': '70000:80' }, publish: [], problems: [/outside 1-65535/] },
+    { labels: { 'meshd.publish': '8080:80,8080:81' }, publish: ['8080:80/tcp'], problems: [/listed twice/] },
+    { labels: { 'meshd.publish': '8080:80,bad' }, publish: ['8080:80/tcp'], problems: [/"bad"/] },
+    { labels: { 'meshd.publish': '1:1', 'meshd.unknown': '1' }, publish: ['1:1/tcp'], problems: [/meshd.unknown: unknown label/] },
+    { labels: { 'com.example.other': 'x', 'meshd.publish': '80:80' }, publish: ['80:80/tcp'], problems: [] },
+  ];
+  for (const c of cases) {
+    it(`${JSON.stringify(c.labels)}`, () => {
+      const out = parseLabels(c.labels);
+      assert.deepEqual(out.publish.map((p) => `${p.published}:${p.target}/${p.mode}`), c.publish);
+      assert.equal(out.problems.length, c.problems.length, out.problems.join('; '));
+      c.problems.forEach((re, i) => assert.match(out.problems[i]!, re));
+    });
+  }
+
+  it('reads health overrides and reports bad ones without dropping the rest', () => {
+    const out = parseLabels({
+      'meshd.health.path': '/healthz', 'meshd.health.interval': '500ms', 'meshd.health.timeout': 'fast',
+      'meshd.health.rise': '3', 'meshd.health.fall': '0',
+    });
+    assert.deepEqual(out.health, { path: '/healthz', interval: 500, rise: 3 });
+    assert.equal(out.problems.length, 2);
+    assert.match(out.problems.join('\n'), /meshd.health.timeout: "fast" is not a duration/);
+    assert.match(out.problems.join('\n'), /meshd.health.fall: "0"/);
+  });
+
+  it('reads hosts (lower-cased) and proxy protocol', () => {
+    const out = parseLabels({ 'meshd.hosts': 'Counter.Local.Dev, a.example', 'meshd.proxy-protocol': 'v2' });
+    assert.deepEqual(out.hosts, ['counter.local.dev', 'a.example']);
+    assert.equal(out.proxyProtocol, true);
+    assert.match(parseLabels({ 'meshd.proxy-protocol': 'v1' }).problems[0]!, /write v2/);
+  });
+
+  it('tolerates services without labels', () => {
+    assert.deepEqual(parseLabels(undefined).publish, []);
+  });
+});

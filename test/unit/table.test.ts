@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { BackendSpec, RouteSpec, RoutingTable } from '../../src/table/spec.js';
+import { Table } from '../../src/table/table.js';
+
+const health = { interval: 1000, timeout: 500, rise: 2, fall: 3 };
+function backend(id: string, extra: Partial<BackendSpec> = {}): BackendSpec {
+  return { id, host: `10.0.0.${id.replace(/\D/g, '') || 1}`, port: 80, draining: false, ...extra };
+}
+function route(name: string, port: number, backends: BackendSpec[], extra: Partial<RouteSpec> = {}): RouteSpec {
+  return { name, mode: 'tcp', port, hosts: [], health, backends, proxyProtocol: false, problems: [], ...extra };
+}
+const rt = (...routes: RouteSpec[]): RoutingTable => ({ routes, notices: [] });
+
+describe('Table', () => {
+  it('picks round-robin, each backend equally often', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    t.apply(rt(route('web', 80, [backend('t1'), backend('t2'), backend('t3')])));
+    const r = t.ports.get(80)!.default!;
+    const counts = new Map<string, number>();
+    const order: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const b = r.pick()!;
+      counts.set(b.id, (counts.get(b.id) ?? 0) + 1);
+      if (i < 6) order.push(b.id);
+    }
+    assert.deepEqual([...counts.values()], [1000, 1000, 1000]);
+    assert.deepEqual(order, ['t1', 't2', 't3', 't1', 't2', 't3']);
+  });
+
+  it('skips backends that any health source has taken out, and returns undefined when none is left', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    t.apply(rt(route('web', 80, [backend('t1'), backend('t2'), backend('t3', { draining: true })])));
+    const r = t.ports.get(80)!.default!;
+    const [b1, b2] = [...r.backends.values()];
+    b1!.setFlag('activeDown', true);
+    assert.deepEqual([r.pick()!.id, r.pick()!.id], ['t2', 't2']);
+    b2!.setFlag('ejected', true);
+    assert.equal(r.pick(), undefined);
+    b1!.setFlag('activeDown', false);
+    assert.equal(r.pick()!.id, 't1');
+  });
+
+  it('pick(avoid) gives another backend when there is one', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    t.apply(rt(route('web', 80, [backend('t1'), backend('t2')])));
+    const r = t.ports.get(80)!.default!;
+    for (let i = 0; i < 10; i++) {
+      const first = r.pick()!;
+      assert.notEqual(r.pick(first), first);
+    }
+    t.apply(rt(route('web', 80, [backend('t1')])));
+    const only = r.pick()!;
+    assert.equal(r.pick(only), undefined);
+  });
+
+  it('keeps health state and counters of backends that stay; a new table version only on change', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    assert.equal(t.apply(rt(route('web', 80, [backend('t1'), backend('t2')]))), true);
+    const b1 = t.routes.get('80 web')!.backends.get('t1@10.0.0.1:80')!;
+    b1.requests = 42;
+    b1.setFlag('ejected', true);
+    assert.equal(t.apply(rt(route('web', 80, [backend('t1'), backend('t2')]))), false);
+    assert.equal(t.version, 1);
+    assert.equal(t.apply(rt(route('web', 80, [backend('t1'), backend('t3')]))), true);
+    const again = t.routes.get('80 web')!.backends.get('t1@10.0.0.1:80')!;
+    assert.equal(again, b1);
+    assert.equal(again.requests, 42);
+    assert.equal(again.ejected, true);
+    assert.deepEqual([...t.routes.get('80 web')!.backends.values()].map((b) => b.id), ['t1', 't3']);
+  });
+
+  it('drains removed backends: no new picks, closed once in-flight work is done', () => {
+    const t = new Table({ drainTimeout: 60_000 });
+    t.apply(rt(route('web', 80, [backend('t1'), backend('t2')])));
+    const r = t.ports.get(80)!.default!;
+    const b2 = r.backends.get('t2@10.0.0.2:80')!;
+    let closed = 0;
+    b2.resources.add({ close: () => closed++, destroy: () => closed++ });
+    b2.active = 1;
+    t.apply(rt(route('web', 80, [backend('t1')])));
+    assert.equal(b2.removed, true);
+    for (let i = 0; i < 4; i++) assert.equal(r.pick()!.id, 't1');
+    assert.equal(closed, 0, 'in-flight work keeps it open');
+    b2.release();
+    assert.equal(closed, 1);
+  });
+
+  it('force-closes a draining backend after the drain timeout', async () => {
+    const t = new Table({ drainTimeout: 30 });
+    t.apply(rt(route('web', 80, [backend('t1')])));
+    const b = t.routes.get('80 web')!.backends.get('t1@10.0.0.1:80')!;
+    const calls: string[] = [];
+    b.resources.add({ close: () => calls.push('close'), destroy: () => calls.push('destroy') });
+    b.active = 1;
+    t.apply(rt());
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(calls, ['destroy']);
+    assert.equal(t.ports.size, 0);
+  });
+
+  it('routes L7 ports by host with a default', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    t.apply(rt(
+      route('counter', 80, [backend('t1')], { mode: 'http', hosts: ['counter.local.dev'] }),
+      route('web', 80, [backend('t2')], { mode: 'http' }),
+    ));
+    const entry = t.ports.get(80)!;
+    assert.equal(entry.mode, 'http');
+    assert.equal(entry.byHost.get('counter.local.dev')!.spec.name, 'counter');
+    assert.equal(entry.default!.spec.name, 'web');
+  });
+});
