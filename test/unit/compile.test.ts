@@ -1,0 +1,114 @@
+// compile() on snapshots built from small helpers, table-driven: input → expected routes.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { SwarmService, SwarmSnapshot, SwarmTask, TaskState } from '../../src/discovery/snapshot.js';
+import { compile, type CompileOptions } from '../../src/table/compile.js';
+
+const NET = { ID: 'net-meshd', Spec: { Name: 'meshd' } };
+const OTHER = { ID: 'net-other', Spec: { Name: 'other' } };
+const INGRESS = { ID: 'net-ingress', Spec: { Name: 'ingress' } };
+
+function service(id: string, labels: Record<string, string>, extra: Partial<SwarmService> = {}): SwarmService {
+  return { ID: id, CreatedAt: `2026-01-01T00:00:0${id.length}Z`, Spec: { Name: id, Labels: labels }, ...extra };
+}
+function task(id: string, serviceId: string, opts: { desired?: TaskState; state?: TaskState; addr?: string; net?: { ID: string; Spec: { Name: string } }; node?: string } = {}): SwarmTask {
+  return {
+    ID: id, ServiceID: serviceId, NodeID: opts.node ?? 'node-1', DesiredState: opts.desired ?? 'running', Status: { State: opts.state ?? 'running' },
+    NetworksAttachments: opts.addr === undefined ? [{ Network: opts.net ?? NET, Addresses: [`10.0.1.${id.replace(/\D/g, '')}/24`] }] : opts.addr ? [{ Network: opts.net ?? NET, Addresses: [opts.addr] }] : [],
+  };
+}
+function snapshot(services: SwarmService[], tasks: SwarmTask[]): SwarmSnapshot {
+  return {
+    services, tasks,
+    nodes: [{ ID: 'node-1', Description: { Hostname: 'node1' } }, { ID: 'node-2', Description: { Hostname: 'node2' } }],
+    networks: [{ Id: NET.ID, Name: 'meshd' }, { Id: OTHER.ID, Name: 'other' }, { Id: INGRESS.ID, Name: 'ingress' }],
+  };
+}
+const options: CompileOptions = { defaults: { health: { interval: 2000, timeout: 1000, rise: 2, fall: 3 } }, selfNetworks: ['meshd'], ipvs: false };
+
+describe('compile', () => {
+  it('routes a labelled service to its running tasks on meshd\'s network', () => {
+    const t = compile(snapshot(
+      [service('web', { 'meshd.publish': '8080:80/http', 'meshd.health.path': '/healthz' })],
+      [task('t1', 'web'), task('t2', 'web', { node: 'node-2' }), task('t3', 'web', { state: 'starting' }), task('t4', 'web', { desired: 'shutdown', state: 'shutdown' }), task('t5', 'web', { state: 'failed' })],
+    ), options);
+    assert.equal(t.routes.length, 1);
+    const r = t.routes[0]!;
+    assert.deepEqual({ name: r.name, mode: r.mode, port: r.port, path: r.health.path }, { name: 'web', mode: 'http', port: 8080, path: '/healthz' });
+    assert.deepEqual(r.backends, [
+      { id: 't1', host: '10.0.1.1', port: 80, node: 'node1', draining: false },
+      { id: 't2', host: '10.0.1.2', port: 80, node: 'node2', draining: false },
+    ]);
+    assert.deepEqual(r.problems, []);
+  });
+
+  it('marks tasks whose desired state is shutdown but still run as draining', () => {
+    const t = compile(snapshot([service('web', { 'meshd.publish': '80:80' })], [task('t1', 'web'), task('t2', 'web', { desired: 'shutdown' })]), options);
+    assert.deepEqual(t.routes[0]!.backends.map((b) => [b.id, b.draining]), [['t1', false], ['t2', true]]);
+  });
+
+  it('keeps a route with no backends when the service is scaled to zero', () => {
+    const t = compile(snapshot([service('web', { 'meshd.publish': '80:80' })], [task('t1', 'web', { desired: 'shutdown', state: 'shutdown' })]), options);
+    assert.equal(t.routes.length, 1);
+    assert.deepEqual(t.routes[0]!.backends, []);
+  });
+
+  it('reports a task with no address on meshd\'s network, never its ingress address', () => {
+    const t = compile(snapshot([service('web', { 'meshd.publish': '80:80' })], [task('t1', 'web', { net: OTHER }), task('t2', 'web', { net: INGRESS })]), options);
+    assert.deepEqual(t.routes[0]!.backends, []);
+    assert.equal(t.routes[0]!.problems.length, 2);
+    assert.match(t.routes[0]!.problems[0]!, /task t1 on node1 has no address on network meshd/);
+    const anyNet = compile(snapshot([service('web', { 'meshd.publish': '80:80' })], [task('t1', 'web', { net: OTHER }), task('t2', 'web', { net: INGRESS })]), { ...options, selfNetworks: [] });
+    assert.deepEqual(anyNet.routes[0]!.backends.map((b) => b.id), ['t1'], 'without a known network any but ingress will do');
+    const flag = compile(snapshot([service('web', { 'meshd.publish': '80:80' })], [task('t1', 'web', { net: OTHER })]), { ...options, network: 'other' });
+    assert.deepEqual(flag.routes[0]!.backends.map((b) => b.id), ['t1'], '--network overrides');
+  });
+
+  it('turns bad labels into problems and keeps the other services', () => {
+    const t = compile(snapshot([
+      service('bad', { 'meshd.publish': 'notaport' }),
+      service('odd', { 'meshd.publish': '81:80', 'meshd.health.interval': 'fast', 'meshd.colour': 'red' }),
+      service('good', { 'meshd.publish': '82:80' }),
+    ], [task('t1', 'good'), task('t2', 'odd')]), options);
+    assert.deepEqual(t.routes.map((r) => r.name), ['odd', 'good']);
+    assert.equal(t.routes[0]!.health.interval, 2000, 'default used for the bad value');
+    assert.match(t.routes[0]!.problems.join('\n'), /meshd.health.interval: "fast"/);
+    assert.match(t.routes[0]!.problems.join('\n'), /meshd.colour: unknown label/);
+    assert.deepEqual(t.notices.map((n) => n.service), ['bad']);
+    assert.match(t.notices[0]!.message, /not PUBLISHED:TARGET/);
+  });
+
+  it('gives a contested port to the older service and reports the other', () => {
+    const t = compile(snapshot([service('second', { 'meshd.publish': '90:80' }), service('a', { 'meshd.publish': '90:80' })], []), options);
+    assert.deepEqual(t.routes.map((r) => r.name), ['a']);
+    assert.match(t.notices[0]!.message, /not served: port 90 is already served by a/);
+  });
+
+  it('lets L7 services share a port by host', () => {
+    const t = compile(snapshot([
+      service('web', { 'meshd.publish': '80:80/http' }),
+      service('counter', { 'meshd.publish': '80:80/http', 'meshd.hosts': 'counter.local.dev' }),
+      service('clashing', { 'meshd.publish': '80:80/http', 'meshd.hosts': 'counter.local.dev' }),
+    ], []), options);
+    assert.deepEqual(t.routes.map((r) => [r.name, r.hosts]), [['counter', ['counter.local.dev']], ['web', []]]);
+    assert.match(t.notices[0]!.message, /host counter.local.dev on port 80 is already served by counter/);
+  });
+
+  it('explains ports published the standard way, and says when IPVS is missing', () => {
+    const plain = service('plain', {}, { Endpoint: { Ports: [{ Protocol: 'tcp', TargetPort: 80, PublishedPort: 8083, PublishMode: 'ingress' }] } });
+    const noIpvs = compile(snapshot([plain], []), options);
+    assert.equal(noIpvs.routes.length, 0);
+    assert.equal(noIpvs.notices[0]!.port, 8083);
+    assert.match(noIpvs.notices[0]!.message, /no IPVS/);
+    assert.match(noIpvs.notices[0]!.message, /meshd.publish=8083:80/);
+    assert.doesNotMatch(compile(snapshot([plain], []), { ...options, ipvs: true }).notices[0]!.message, /no IPVS/);
+  });
+
+  it('is deterministic: the same snapshot gives the same table whatever the order', () => {
+    const services = [service('web', { 'meshd.publish': '80:80' }), service('db', { 'meshd.publish': '5432:5432' })];
+    const tasks = [task('t1', 'web'), task('t2', 'web'), task('t3', 'db')];
+    const a = compile(snapshot(services, tasks), options);
+    const b = compile(snapshot([...services].reverse(), [...tasks].reverse()), options);
+    assert.deepEqual(a, b);
+  });
+});
