@@ -41,13 +41,26 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   let accepting = true;
   let reconciled: Promise<void> = Promise.resolve();
 
+  // A problem is logged when it appears, not again on every table change.
+  let logged = new Set<string>();
+  const logProblemsOnce = (next: RoutingTable) => {
+    const now = new Set<string>();
+    const note = (service: string, port: number | undefined, message: string) => {
+      const key = `${service}|${port}|${message}`;
+      now.add(key);
+      if (!logged.has(key)) dlog.warn({ service, port }, message);
+    };
+    for (const n of next.notices) note(n.service, n.port, n.message);
+    for (const r of next.routes) for (const p of r.problems) note(r.name, r.port, p);
+    logged = now;
+  };
+
   const onTable = (next: RoutingTable) => {
     discoveryError = undefined;
     if (!table.apply(next)) return;
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
-    for (const n of next.notices) dlog.warn({ service: n.service, port: n.port }, n.message);
-    for (const r of next.routes) for (const p of r.problems) dlog.warn({ service: r.name, port: r.port }, p);
+    logProblemsOnce(next);
     reconciled = listeners.reconcile();
   };
   const onError = (err: unknown) => {

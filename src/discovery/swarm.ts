@@ -30,7 +30,8 @@ export interface SwarmDiscoveryOptions {
   onError: (err: unknown) => void;
 }
 
-const MAX_BACKOFF = 30_000;
+/** Longest wait between reads while the engine is unreachable. */
+export const MAX_BACKOFF = 8_000;
 
 export class SwarmDiscovery {
   readonly #o: SwarmDiscoveryOptions;
