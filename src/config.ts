@@ -4,6 +4,10 @@ import { parseDuration } from './core/duration.js';
 
 export interface Config {
   provider: 'swarm' | 'file';
+  role: 'auto' | 'manager' | 'worker';
+  peerAddr: { host: string; port: number };
+  peers: string | undefined;
+  peerTokenFile: string;
   routes: string | undefined;
   dockerHost: string;
   network: string | undefined;
@@ -34,6 +38,10 @@ interface FlagSpec {
 const FLAGS: Record<string, FlagSpec> = {
   provider: { key: 'provider', kind: 'choice', choices: ['swarm', 'file'], default: 'swarm', help: 'where routes come from: the Swarm API, or a routes file' },
   routes: { key: 'routes', kind: 'string', help: 'routes file (YAML) for --provider file; re-read when it changes' },
+  role: { key: 'role', kind: 'choice', choices: ['auto', 'manager', 'worker'], default: 'auto', help: 'swarm: a manager reads the Docker API and serves peers; a worker follows a manager\'s meshd (auto: ask the engine)' },
+  'peer-addr': { key: 'peerAddr', kind: 'addr', default: '0.0.0.0:9901', help: 'manager: HOST:PORT where worker instances fetch the swarm snapshot' },
+  peers: { key: 'peers', kind: 'string', help: 'worker: DNS name listing manager instances, or host:port,... (default tasks.<own service name>)' },
+  'peer-token-file': { key: 'peerTokenFile', kind: 'string', default: '/run/secrets/meshd_token', help: 'shared token that authenticates peers (a Docker secret)' },
   'docker-host': { key: 'dockerHost', kind: 'string', default: process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock', help: 'Docker Engine API address (unix:///path or tcp://host:port); read with GET only' },
   network: { key: 'network', kind: 'string', help: 'network on which to reach tasks (default: any network meshd shares with the task)' },
   'resync-interval': { key: 'resyncInterval', kind: 'duration', default: '10s', help: 'full re-list of services, nodes and networks' },

@@ -2,6 +2,7 @@
 // meshd's command line: read the config, start, and stop gracefully on SIGTERM.
 import { ConfigError, helpText, parseConfig } from './config.js';
 import { createLogger } from './core/log.js';
+import { SourceError } from './discovery/source.js';
 import { startMeshd } from './meshd.js';
 
 async function main(): Promise<void> {
@@ -18,7 +19,14 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger(config.logLevel);
-  const meshd = await startMeshd(config, log);
+  let meshd;
+  try {
+    meshd = await startMeshd(config, log);
+  } catch (err) {
+    if (!(err instanceof SourceError)) throw err;
+    process.stderr.write(`meshd: ${err.message}\n`);
+    process.exit(2);
+  }
   log.info({ admin: `${config.adminAddr.host}:${config.adminAddr.port}`, provider: config.provider }, 'meshd started');
 
   let stopping = false;

@@ -5,12 +5,11 @@ import { createMetrics, type Metrics } from './admin/metrics.js';
 import { startAdmin } from './admin/server.js';
 import type { Config } from './config.js';
 import type { Logger } from './core/log.js';
-import { FileDiscovery } from './discovery/file.js';
-import { dockerFromHost, selfInfo, SwarmDiscovery, type DockerReader } from './discovery/swarm.js';
+import { startSource } from './discovery/source.js';
+import type { DockerReader } from './discovery/swarm.js';
 import { Prober } from './health/prober.js';
 import { ProxyStats, type ProxyContext } from './proxy/context.js';
 import { Listeners } from './proxy/listeners.js';
-import { compile } from './table/compile.js';
 import type { CompileDefaults, RoutingTable } from './table/spec.js';
 import { Table } from './table/table.js';
 
@@ -70,26 +69,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     discoveryError = message;
   };
 
-  let stopDiscovery: () => void;
-  if (config.provider === 'file') {
-    const file = new FileDiscovery({ path: config.routes!, defaults, log: dlog, onTable, onError });
-    file.start();
-    stopDiscovery = () => file.stop();
-  } else {
-    const client = docker ?? dockerFromHost(config.dockerHost);
-    const self = await selfInfo(client, dlog);
-    dlog.info({ networks: self.networks, ipvs: self.ipvs, network: config.network ?? null }, 'swarm discovery starting');
-    const swarm = new SwarmDiscovery({
-      docker: client,
-      log: dlog,
-      taskPollInterval: config.taskPollInterval,
-      resyncInterval: config.resyncInterval,
-      onSnapshot: (snapshot) => onTable(compile(snapshot, { defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs })),
-      onError,
-    });
-    swarm.start();
-    stopDiscovery = () => swarm.stop();
-  }
+  const source = await startSource(config, { log: dlog, defaults, onTable, onError, docker });
 
   const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting },
     config.adminAddr.host, config.adminAddr.port);
@@ -99,7 +79,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     settled: () => reconciled,
     async stop() {
       accepting = false;
-      stopDiscovery();
+      await source.stop();
       prober.stop();
       const closed = listeners.close();
       table.close();

@@ -58,6 +58,8 @@ export interface SelfInfo {
   networks: string[];
   /** Whether this node's kernel offers IPVS (Docker's own routing mesh needs it). */
   ipvs: boolean;
+  /** meshd's own swarm service, when it runs as one (its instances are its peers). */
+  service?: string;
 }
 
 export interface SwarmSnapshot {

@@ -21,6 +21,12 @@ export function dockerFromHost(dockerHost: string): DockerReader {
   throw new Error(`unsupported Docker host ${dockerHost}: use unix:///path or tcp://host:port`);
 }
 
+/** Managers list services and tasks; workers' engines refuse to. */
+export async function detectRole(docker: DockerReader): Promise<'manager' | 'worker'> {
+  const info = await docker.info() as { Swarm?: { ControlAvailable?: boolean; LocalNodeState?: string } };
+  return info.Swarm?.LocalNodeState === 'active' && !info.Swarm.ControlAvailable ? 'worker' : 'manager';
+}
+
 export interface SwarmDiscoveryOptions {
   docker: DockerReader;
   log: Logger;
@@ -138,7 +144,7 @@ export function ownContainerId(mountinfo = '/proc/self/mountinfo'): string | und
   }
 }
 
-/** Which networks meshd is attached to, and whether this node has IPVS. */
+/** Which networks meshd is attached to, its own service, and whether this node has IPVS. */
 export async function selfInfo(docker: DockerReader, log: Logger): Promise<SelfInfo> {
   const ipvs = fs.existsSync('/proc/net/ip_vs');
   const id = ownContainerId();
@@ -146,7 +152,12 @@ export async function selfInfo(docker: DockerReader, log: Logger): Promise<SelfI
   try {
     const info = await docker.getContainer(id).inspect();
     const nets = info.NetworkSettings?.Networks ?? {};
-    return { networks: Object.entries(nets).flatMap(([name, n]) => [name, (n as { NetworkID?: string }).NetworkID ?? name]), ipvs };
+    const service = info.Config?.Labels?.['com.docker.swarm.service.name'];
+    return {
+      networks: Object.entries(nets).flatMap(([name, n]) => [name, (n as { NetworkID?: string }).NetworkID ?? name]),
+      ipvs,
+      ...(service ? { service } : {}),
+    };
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'cannot inspect own container; reaching tasks on any shared network');
     return { networks: [], ipvs };

@@ -1,0 +1,175 @@
+// Peers: only a manager's engine lists services and tasks, so a meshd on a
+// manager serves its swarm snapshots to the others, and a meshd on a worker
+// follows one manager instance (failing over to the next) and keeps its last
+// good table while none answers.
+//
+// Wire format: GET /v1/snapshots with `Authorization: Bearer <token>` answers an
+// NDJSON stream: the current snapshot at once, then each changed one, and an
+// empty line every few seconds so a follower can tell a dead peer from a quiet one.
+import { timingSafeEqual } from 'node:crypto';
+import dns from 'node:dns/promises';
+import http from 'node:http';
+import type net from 'node:net';
+import { Agent, request } from 'undici';
+import type { Logger } from '../core/log.js';
+import type { SwarmSnapshot } from './snapshot.js';
+
+export const SNAPSHOTS_PATH = '/v1/snapshots';
+const HEARTBEAT_MS = 5_000;
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/** Keeps only the tasks compile() can route to (running, or running and draining); history stays home. */
+export function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
+  return { ...s, tasks: s.tasks.filter((t) => t.Status.State === 'running') };
+}
+
+export class PeerServer {
+  readonly #server: http.Server;
+  readonly #streams = new Set<http.ServerResponse>();
+  readonly #sockets = new Set<net.Socket>();
+  #line: string | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(token: string, readonly log: Logger) {
+    this.#server = http.createServer((req, res) => {
+      if (!tokenMatches(req.headers.authorization, token)) {
+        res.writeHead(401, { 'content-type': 'text/plain' }).end('unauthorized\n');
+        log.warn({ remote: req.socket.remoteAddress }, 'peer request without the right token');
+        return;
+      }
+      if (req.method !== 'GET' || req.url !== SNAPSHOTS_PATH) return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      if (this.#line) res.write(this.#line);
+      this.#streams.add(res);
+      res.once('close', () => this.#streams.delete(res));
+    });
+    this.#server.on('connection', (s: net.Socket) => {
+      this.#sockets.add(s);
+      s.once('close', () => this.#sockets.delete(s));
+    });
+  }
+
+  async listen(host: string, port: number): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, host, () => resolve());
+    });
+    this.#heartbeat = setInterval(() => { for (const r of this.#streams) r.write('\n'); }, HEARTBEAT_MS);
+    this.#heartbeat.unref();
+    return (this.#server.address() as net.AddressInfo).port;
+  }
+
+  get followers(): number {
+    return this.#streams.size;
+  }
+
+  publish(snapshot: SwarmSnapshot): void {
+    const line = JSON.stringify(trimSnapshot(snapshot)) + '\n';
+    if (line === this.#line) return;
+    this.#line = line;
+    for (const r of this.#streams) r.write(line);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    const closed = new Promise((r) => this.#server.close(r));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+  }
+}
+
+export interface PeerFollowerOptions {
+  /** `tasks.<service>` DNS name, or a fixed list of host:port. */
+  peers: string | string[];
+  port: number;
+  token: string;
+  log: Logger;
+  onSnapshot: (snapshot: SwarmSnapshot) => void;
+  onError: (err: unknown) => void;
+  /** Wait between rounds over all peers when none answers. */
+  retryDelay?: number;
+}
+
+export class PeerFollower {
+  readonly #o: PeerFollowerOptions;
+  readonly #agent = new Agent({ bodyTimeout: HEARTBEAT_MS * 3, headersTimeout: HEARTBEAT_MS * 2, connectTimeout: 3000 });
+  #stopped = false;
+  #abort = new AbortController();
+  /** The peer currently followed, for /api/routes and logs. */
+  current: string | undefined;
+
+  constructor(options: PeerFollowerOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    void this.#loop();
+  }
+
+  async #candidates(): Promise<string[]> {
+    const p = this.#o.peers;
+    if (Array.isArray(p)) return p;
+    const ips = await dns.resolve4(p).catch(() => dns.resolve6(p));
+    return ips.sort().map((ip) => `${ip.includes(':') ? `[${ip}]` : ip}:${this.#o.port}`);
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#stopped) {
+      let peers: string[] = [];
+      try {
+        peers = await this.#candidates();
+        if (peers.length === 0) throw new Error(`no peer found for ${String(this.#o.peers)}`);
+      } catch (err) {
+        this.#o.onError(err);
+      }
+      for (const peer of peers) {
+        if (this.#stopped) return;
+        try {
+          await this.#follow(peer);
+        } catch (err) {
+          if (this.#stopped) return;
+          this.#o.onError(new Error(`peer ${peer}: ${(err as Error).message}`));
+        }
+      }
+      this.current = undefined;
+      await new Promise((r) => setTimeout(r, this.#o.retryDelay ?? 1000).unref());
+    }
+  }
+
+  /** Follows one peer until its stream ends or fails. */
+  async #follow(peer: string): Promise<void> {
+    const res = await request(`http://${peer}${SNAPSHOTS_PATH}`, {
+      dispatcher: this.#agent,
+      headers: { authorization: `Bearer ${this.#o.token}` },
+      signal: this.#abort.signal,
+    });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new Error(`answered ${res.statusCode}`);
+    }
+    this.current = peer;
+    this.#o.log.info({ peer }, 'following peer');
+    let buffered = '';
+    for await (const chunk of res.body) {
+      buffered += chunk.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.trim()) this.#o.onSnapshot(JSON.parse(line) as SwarmSnapshot);
+      }
+    }
+    throw new Error('stream ended');
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#abort.abort();
+    void this.#agent.close();
+  }
+}

@@ -1,0 +1,99 @@
+// Picks and starts the route source this instance uses: the routes file, the
+// Docker API (on a manager, which also serves its peers), or a manager's meshd
+// (on a worker). Every source ends in the same callback with a compiled table.
+import fs from 'node:fs';
+import type { Config } from '../config.js';
+import type { Logger } from '../core/log.js';
+import { compile } from '../table/compile.js';
+import type { CompileDefaults, RoutingTable } from '../table/spec.js';
+import { FileDiscovery } from './file.js';
+import { PeerFollower, PeerServer } from './peer.js';
+import type { SwarmSnapshot } from './snapshot.js';
+import { detectRole, dockerFromHost, selfInfo, SwarmDiscovery, type DockerReader } from './swarm.js';
+
+export interface Source {
+  /** What this instance is: file, manager or worker. */
+  role: 'file' | 'manager' | 'worker';
+  stop(): Promise<void>;
+}
+
+export interface SourceDeps {
+  log: Logger;
+  defaults: CompileDefaults;
+  onTable: (table: RoutingTable) => void;
+  onError: (err: unknown) => void;
+  docker?: DockerReader | undefined;
+}
+
+export class SourceError extends Error {}
+
+function readToken(path: string): string | undefined {
+  try {
+    const token = fs.readFileSync(path, 'utf8').trim();
+    return token || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startSource(config: Config, deps: SourceDeps): Promise<Source> {
+  const { log, defaults, onTable, onError } = deps;
+  if (config.provider === 'file') {
+    const file = new FileDiscovery({ path: config.routes!, defaults, log, onTable, onError });
+    file.start();
+    return { role: 'file', stop: async () => file.stop() };
+  }
+
+  const docker = deps.docker ?? dockerFromHost(config.dockerHost);
+  const self = await selfInfo(docker, log);
+  let role = config.role === 'auto' ? undefined : config.role;
+  if (!role) {
+    try {
+      role = await detectRole(docker);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot ask the engine for its role; acting as manager and retrying its API');
+      role = 'manager';
+    }
+  }
+  const toTable = (snapshot: SwarmSnapshot) => onTable(compile(snapshot, { defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs }));
+  const token = readToken(config.peerTokenFile);
+  log.info({ role, networks: self.networks, ipvs: self.ipvs, network: config.network ?? null, service: self.service ?? null }, 'swarm discovery starting');
+
+  if (role === 'worker') {
+    if (!token) throw new SourceError(`--peer-token-file: a worker needs the peer token, and ${config.peerTokenFile} is missing or empty`);
+    const peers = config.peers?.includes(',') || config.peers?.includes(':')
+      ? config.peers.split(',').map((p) => p.trim())
+      : config.peers ?? (self.service ? `tasks.${self.service}` : undefined);
+    if (!peers) throw new SourceError('--peers: a worker outside a swarm service must be told where manager instances are');
+    const follower = new PeerFollower({ peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError });
+    follower.start();
+    return { role, stop: async () => follower.stop() };
+  }
+
+  let server: PeerServer | undefined;
+  if (token) {
+    server = new PeerServer(token, log);
+    await server.listen(config.peerAddr.host, config.peerAddr.port);
+    log.info({ addr: `${config.peerAddr.host}:${config.peerAddr.port}` }, 'serving swarm snapshots to peers');
+  } else {
+    log.warn({ file: config.peerTokenFile }, 'no peer token: worker instances cannot follow this one');
+  }
+  const swarm = new SwarmDiscovery({
+    docker, log,
+    taskPollInterval: config.taskPollInterval,
+    resyncInterval: config.resyncInterval,
+    onSnapshot: (snapshot) => {
+      toTable(snapshot);
+      server?.publish(snapshot);
+    },
+    onError,
+  });
+  swarm.start();
+  return {
+    role,
+    stop: async () => {
+      swarm.stop();
+      await server?.close();
+    },
+  };
+}
