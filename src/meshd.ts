@@ -69,7 +69,11 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     discoveryError = message;
   };
 
-  const source = await startSource(config, { log: dlog, defaults, onTable, onError, docker });
+  const onTaskFailed = (task: string, reason: string) => {
+    const n = table.markTaskFailed(task);
+    if (n) dlog.warn({ task, reason, backends: n }, 'task taken out of rotation');
+  };
+  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker });
 
   const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting },
     config.adminAddr.host, config.adminAddr.port);

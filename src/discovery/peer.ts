@@ -15,6 +15,8 @@ import type { Logger } from '../core/log.js';
 import type { SwarmSnapshot } from './snapshot.js';
 
 export const SNAPSHOTS_PATH = '/v1/snapshots';
+/** A worker tells the manager a task's container died, so the manager re-reads tasks at once. */
+export const TASK_FAILED_PATH = '/v1/task-failed';
 const HEARTBEAT_MS = 5_000;
 
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -28,6 +30,21 @@ export function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
   return { ...s, tasks: s.tasks.filter((t) => t.Status.State === 'running') };
 }
 
+function readTask(req: http.IncomingMessage, res: http.ServerResponse, onTaskFailed?: (task: string) => void): void {
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (c: string) => { if (body.length < 4096) body += c; });
+  req.on('end', () => {
+    let task: unknown;
+    try {
+      task = (JSON.parse(body) as { task?: unknown }).task;
+    } catch { /* answered below */ }
+    if (typeof task !== 'string' || !/^[a-z0-9]{1,64}$/.test(task)) return void res.writeHead(400).end('body must be {"task": "<task id>"}\n');
+    onTaskFailed?.(task);
+    res.writeHead(204).end();
+  });
+}
+
 export class PeerServer {
   readonly #server: http.Server;
   readonly #streams = new Set<http.ServerResponse>();
@@ -35,13 +52,14 @@ export class PeerServer {
   #line: string | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(token: string, readonly log: Logger) {
+  constructor(token: string, readonly log: Logger, onTaskFailed?: (task: string) => void) {
     this.#server = http.createServer((req, res) => {
       if (!tokenMatches(req.headers.authorization, token)) {
         res.writeHead(401, { 'content-type': 'text/plain' }).end('unauthorized\n');
         log.warn({ remote: req.socket.remoteAddress }, 'peer request without the right token');
         return;
       }
+      if (req.method === 'POST' && req.url === TASK_FAILED_PATH) return void readTask(req, res, onTaskFailed);
       if (req.method !== 'GET' || req.url !== SNAPSHOTS_PATH) return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
       if (this.#line) res.write(this.#line);
@@ -165,6 +183,16 @@ export class PeerFollower {
       }
     }
     throw new Error('stream ended');
+  }
+
+  /** Tells the followed manager that a task's container failed on this node. */
+  async reportTaskFailed(task: string): Promise<void> {
+    if (!this.current) return;
+    const res = await request(`http://${this.current}${TASK_FAILED_PATH}`, {
+      dispatcher: this.#agent, method: 'POST', body: JSON.stringify({ task }),
+      headers: { authorization: `Bearer ${this.#o.token}`, 'content-type': 'application/json' },
+    });
+    await res.body.dump();
   }
 
   stop(): void {

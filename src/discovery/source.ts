@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import { compile } from '../table/compile.js';
 import type { CompileDefaults, RoutingTable } from '../table/spec.js';
+import { ContainerWatcher } from './container-events.js';
 import { FileDiscovery } from './file.js';
 import { PeerFollower, PeerServer } from './peer.js';
 import type { SwarmSnapshot } from './snapshot.js';
@@ -22,6 +23,8 @@ export interface SourceDeps {
   defaults: CompileDefaults;
   onTable: (table: RoutingTable) => void;
   onError: (err: unknown) => void;
+  /** A task's container died or turned unhealthy: take it out now. */
+  onTaskFailed: (task: string, reason: string) => void;
   docker?: DockerReader | undefined;
 }
 
@@ -37,7 +40,7 @@ function readToken(path: string): string | undefined {
 }
 
 export async function startSource(config: Config, deps: SourceDeps): Promise<Source> {
-  const { log, defaults, onTable, onError } = deps;
+  const { log, defaults, onTable, onError, onTaskFailed } = deps;
   if (config.provider === 'file') {
     const file = new FileDiscovery({ path: config.routes!, defaults, log, onTable, onError });
     file.start();
@@ -67,18 +70,28 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     if (!peers) throw new SourceError('--peers: a worker outside a swarm service must be told where manager instances are');
     const follower = new PeerFollower({ peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError });
     follower.start();
-    return { role, stop: async () => follower.stop() };
+    const watcher = new ContainerWatcher(docker, log, (task, reason) => {
+      onTaskFailed(task, reason);
+      follower.reportTaskFailed(task).catch((err: unknown) => log.warn({ task, err: (err as Error).message }, 'cannot tell the manager about a failed task'));
+    });
+    watcher.start();
+    return { role, stop: async () => { watcher.stop(); follower.stop(); } };
   }
 
+  let swarm: SwarmDiscovery | undefined;
+  const taskFailed = (task: string, reason: string) => {
+    onTaskFailed(task, reason);
+    swarm?.refreshSoon(false);
+  };
   let server: PeerServer | undefined;
   if (token) {
-    server = new PeerServer(token, log);
+    server = new PeerServer(token, log, (task) => taskFailed(task, 'reported by a peer'));
     await server.listen(config.peerAddr.host, config.peerAddr.port);
     log.info({ addr: `${config.peerAddr.host}:${config.peerAddr.port}` }, 'serving swarm snapshots to peers');
   } else {
     log.warn({ file: config.peerTokenFile }, 'no peer token: worker instances cannot follow this one');
   }
-  const swarm = new SwarmDiscovery({
+  swarm = new SwarmDiscovery({
     docker, log,
     taskPollInterval: config.taskPollInterval,
     resyncInterval: config.resyncInterval,
@@ -89,10 +102,13 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     onError,
   });
   swarm.start();
+  const watcher = new ContainerWatcher(docker, log, taskFailed);
+  watcher.start();
   return {
     role,
     stop: async () => {
-      swarm.stop();
+      watcher.stop();
+      swarm?.stop();
       await server?.close();
     },
   };

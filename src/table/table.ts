@@ -28,6 +28,8 @@ export class Backend {
   activeDown = false;
   /** Taken out by the proxy after connect failures or resets (outlier). */
   ejected = false;
+  /** Its container died or turned unhealthy (engine events); tasks never come back. */
+  failed = false;
 
   // Counters
   active = 0;
@@ -58,15 +60,15 @@ export class Backend {
   }
 
   get eligible(): boolean {
-    return !this.draining && !this.removed && !this.activeDown && !this.ejected;
+    return !this.draining && !this.removed && !this.activeDown && !this.ejected && !this.failed;
   }
 
   get healthy(): boolean {
-    return !this.activeDown && !this.ejected;
+    return !this.activeDown && !this.ejected && !this.failed;
   }
 
   /** Changes one health flag and lets the route recompute its picks. */
-  setFlag(flag: 'draining' | 'activeDown' | 'ejected', value: boolean): void {
+  setFlag(flag: 'draining' | 'activeDown' | 'ejected' | 'failed', value: boolean): void {
     if (this[flag] === value) return;
     this[flag] = value;
     this.route.refresh();
@@ -218,6 +220,17 @@ export class Table extends EventEmitter<TableEvents> {
       b.retire(this.#drainTimeout);
     }
     route.refresh();
+  }
+
+  /** Takes a task out of every route at once (its container died); returns how many backends it had. */
+  markTaskFailed(taskId: string): number {
+    let n = 0;
+    for (const b of this.allBackends()) {
+      if (b.id !== taskId) continue;
+      b.setFlag('failed', true);
+      n++;
+    }
+    return n;
   }
 
   /** Every live backend, for probes and metrics. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { request } from 'undici';
 import { silentLogger } from '../../src/core/log.js';
-import { PeerFollower, PeerServer, SNAPSHOTS_PATH } from '../../src/discovery/peer.js';
+import { PeerFollower, PeerServer, SNAPSHOTS_PATH, TASK_FAILED_PATH } from '../../src/discovery/peer.js';
 import type { SwarmSnapshot } from '../../src/discovery/snapshot.js';
 import { freePort, waitFor } from '../support/net.js';
 
@@ -29,7 +29,7 @@ describe('peers', () => {
   });
 
   it('refuses a request without the right token with 401 and nothing else', async () => {
-    const server = new PeerServer(TOKEN, silentLogger());
+    const server = new PeerServer(TOKEN, silentLogger(), () => assert.fail('no task report without the token'));
     servers.push(server);
     const port = await server.listen('127.0.0.1', 0);
     server.publish(snapshot(1));
@@ -42,7 +42,8 @@ describe('peers', () => {
 
   it('streams snapshots to a follower, fails over to another manager, and keeps the last one while none answers', async () => {
     const [p1, p2] = [await freePort(), await freePort()];
-    const first = new PeerServer(TOKEN, silentLogger());
+    const firstReports: string[] = [];
+    const first = new PeerServer(TOKEN, silentLogger(), (task) => firstReports.push(task));
     servers.push(first);
     await first.listen('127.0.0.1', p1);
     first.publish(snapshot(2));
@@ -62,6 +63,18 @@ describe('peers', () => {
     first.publish(snapshot(3));
     await waitFor(() => seen.length === 2, 5000, 'second snapshot');
     assert.equal(seen[1]!.tasks.length, 3, 'an unchanged snapshot is not sent again');
+
+    const reported: string[] = [];
+    const reporting = new PeerServer(TOKEN, silentLogger(), (task) => reported.push(task));
+    servers.push(reporting);
+    const rp = await reporting.listen('127.0.0.1', 0);
+    const post = (body: string, token = TOKEN) => request(`http://127.0.0.1:${rp}${TASK_FAILED_PATH}`, { method: 'POST', body, headers: { authorization: `Bearer ${token}` } }).then(async (r) => { await r.body.dump(); return r.statusCode; });
+    assert.equal(await post('{"task":"t1"}', 'wrong'), 401);
+    assert.equal(await post('not json'), 400);
+    assert.equal(await post('{"task":"t1"}'), 204);
+    assert.deepEqual(reported, ['t1']);
+    await follower.reportTaskFailed('t0');
+    assert.deepEqual(firstReports, ['t0'], 'a follower reports to the manager it follows');
 
     await first.close();
     await waitFor(() => errors.length >= 2, 5000, 'errors while no manager answers');
