@@ -75,7 +75,7 @@ describe('swarm discovery on a real engine', () => {
     await waitFor(() => table.loaded, 5000, 'first table');
 
     await docker(lab.nodes[0]!, 'service', 'create', '--detach', '--no-resolve-image', '--name', 'web', '--network', 'meshd',
-      '--label', `meshd.publish=${PORT}:80/http`, '--replicas', '1', 'meshlab/busybox:latest', 'httpd', '-f', '-p', '80', '-h', '/');
+      '--label', `meshd.publish=${PORT}:80/http`, '--replicas', '1', 'meshlab/busybox:latest', 'httpd', '-f', '-p', '80', '-h', '/www');
     await follow(1, 'create');
     const route = table.ports.get(PORT)!.default!;
     assert.equal(route.spec.mode, 'http');

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# A real Docker Swarm on one machine, for meshd's tests: one network namespace
+# and one dockerd per node, every node on one bridge (one L2 segment, like real
+# nodes on a LAN). Needs root and Debian's docker.io and busybox-static.
+#
+#   lab.sh up [N]          clean leftovers, start N nodes (node1 manager), print exports
+#   lab.sh down            tear everything down by process id; safe to run any time
+#   lab.sh image-load IMG  copy an image from node1 to every other node
+set -euo pipefail
+
+DIR=${MESHLAB_DIR:-/tmp/meshlab}
+BRIDGE=meshlab0
+SUBNET_PREFIX=10.77.0
+HOST_ADDR=$SUBNET_PREFIX.1
+IMAGE=meshlab/busybox:latest
+
+node_addr() { echo "$SUBNET_PREFIX.$((10 + $1))"; }
+node_ns() { echo "meshlab-node$1"; }
+sock() { echo "$DIR/n$1/docker.sock"; }
+dk() { local n=$1; shift; docker -H "unix://$(sock "$n")" "$@"; }
+log() { echo "lab: $*" >&2; }
+
+# Nodes that exist now, from the state dir or the namespaces (an interrupted run may have left either).
+existing_nodes() {
+  { ls -d "$DIR"/n* 2>/dev/null | sed 's#.*/n##'; ip netns list 2>/dev/null | sed -n 's/^meshlab-node\([0-9]*\).*/\1/p'; } | sort -un
+}
+
+wait_gone() { # pid, seconds
+  local pid=$1 i
+  for ((i = 0; i < $2 * 10; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  return 1
+}
+
+down() {
+  local n pid
+  for n in $(existing_nodes); do
+    if [ -S "$(sock "$n")" ]; then
+      timeout 10 docker -H "unix://$(sock "$n")" swarm leave --force >/dev/null 2>&1 || true
+    fi
+  done
+  for n in $(existing_nodes); do
+    pid=$(cat "$DIR/n$n/docker.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait_gone "$pid" 20 || { log "dockerd $pid did not stop; killing it"; kill -9 "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
+    fi
+  done
+  # Anything else still running from the lab's folders: containerd shims, containers.
+  for pid in $(pgrep -f -- "$DIR/" 2>/dev/null || true); do kill -9 "$pid" 2>/dev/null || true; done
+  if [ -d "$DIR" ]; then
+    # Unmount deepest first: netns files, overlay layers, shm mounts.
+    awk -v d="$DIR" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  fi
+  for ns in $(ip netns list 2>/dev/null | awk '/^meshlab-node/ {print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '/ mlv[0-9]+@| mlv[0-9]+:/ {sub(/@.*/, "", $2); print $2}'); do ip link delete "$link" 2>/dev/null || true; done
+  ip link delete "$BRIDGE" 2>/dev/null || true
+  iptables -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
+  iptables -t nat -D POSTROUTING -s "$SUBNET_PREFIX.0/24" ! -d "$SUBNET_PREFIX.0/24" -j MASQUERADE 2>/dev/null || true
+  rm -rf "$DIR"
+}
+
+check_tools() {
+  local missing=()
+  for t in dockerd docker containerd ip iptables nsenter unshare; do command -v "$t" >/dev/null || missing+=("$t"); done
+  [ -x /bin/busybox ] || missing+=(/bin/busybox)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "lab: missing ${missing[*]}: run apt-get install -y docker.io busybox-static iproute2 iptables" >&2
+    exit 3
+  fi
+  [ "$(id -u)" = 0 ] || { echo "lab: must run as root (namespaces, bridges, dockerd)" >&2; exit 3; }
+}
+
+start_node() {
+  local n=$1 ns addr d
+  ns=$(node_ns "$n"); addr=$(node_addr "$n"); d=$DIR/n$n
+  mkdir -p "$d"
+  ip netns add "$ns"
+  ip link add "mlv$n" type veth peer name eth0 netns "$ns"
+  ip link set "mlv$n" master "$BRIDGE" up
+  ip -n "$ns" addr add "$addr/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" route add default via "$HOST_ADDR"
+  # nsenter, not `ip netns exec`: the latter remounts /sys and dockerd loses its cgroups.
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nohup nsenter --net="/var/run/netns/$ns" unshare --uts sh -c "hostname node$n; exec dockerd \
+      --host unix://$d/docker.sock --data-root $d/root --exec-root $d/exec --pidfile $d/docker.pid \
+      --storage-driver overlay2" >"$d/dockerd.log" 2>&1 &
+}
+
+wait_engine() {
+  local n=$1 i
+  for ((i = 0; i < 300; i++)); do
+    dk "$n" info >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  log "node$n's engine did not answer in 30 s; its log:"
+  tail -20 "$DIR/n$n/dockerd.log" >&2
+  return 1
+}
+
+import_busybox() {
+  local n=$1 root=$DIR/busybox-root
+  if [ ! -f "$DIR/busybox.tar" ]; then
+    mkdir -p "$root/bin" "$root/tmp" "$root/www" "$root/etc"
+    cp /bin/busybox "$root/bin/busybox"
+    for app in $(/bin/busybox --list); do [ "$app" = busybox ] || ln -sf busybox "$root/bin/$app"; done
+    echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
+    echo "hello from meshlab" >"$root/www/index.html"
+    tar -C "$root" -cf "$DIR/busybox.tar" .
+  fi
+  dk "$n" import -c 'CMD ["sh"]' -c 'ENV PATH=/bin' "$DIR/busybox.tar" "$IMAGE" >/dev/null
+}
+
+up() {
+  local nodes=${1:-1} n token
+  check_tools
+  down
+  mkdir -p "$DIR"
+  ip link add "$BRIDGE" type bridge
+  ip addr add "$HOST_ADDR/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  # Nodes talk to each other across the bridge (gossip 7946, VXLAN 4789) even
+  # though dockerd sets the FORWARD policy to DROP.
+  iptables -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+  for ((n = 1; n <= nodes; n++)); do start_node "$n"; done
+  for ((n = 1; n <= nodes; n++)); do wait_engine "$n"; done
+  dk 1 swarm init --advertise-addr "$(node_addr 1)" >/dev/null
+  token=$(dk 1 swarm join-token -q worker)
+  for ((n = 2; n <= nodes; n++)); do dk "$n" swarm join --token "$token" "$(node_addr 1):2377" >/dev/null; done
+  for ((n = 1; n <= nodes; n++)); do import_busybox "$n"; done
+  dk 1 network create -d overlay --attachable meshd >/dev/null
+  for ((n = 0; n < 100; n++)); do
+    [ "$(dk 1 node ls --format '{{.Status}}' | grep -c Ready)" = "$nodes" ] && break
+    sleep 0.2
+  done
+  echo "export MESHLAB_NODES=$nodes"
+  echo "export MESHLAB_DIR=$DIR"
+  for ((n = 1; n <= nodes; n++)); do
+    echo "export MESHLAB_NODE${n}_SOCK=$(sock "$n")"
+    echo "export MESHLAB_NODE${n}_ADDR=$(node_addr "$n")"
+    echo "export MESHLAB_NODE${n}_NETNS=$(node_ns "$n")"
+  done
+}
+
+image_load() {
+  local img=$1 n
+  for n in $(existing_nodes); do
+    [ "$n" = 1 ] && continue
+    dk 1 save "$img" | dk "$n" load >/dev/null
+  done
+}
+
+case "${1:-}" in
+  up) up "${2:-1}" ;;
+  down) down ;;
+  image-load) image_load "${2:?image name}" ;;
+  *) echo "usage: lab.sh up [N] | down | image-load IMAGE" >&2; exit 2 ;;
+esac
