@@ -16,13 +16,13 @@ IMAGE=meshlab/busybox:latest
 
 node_addr() { echo "$SUBNET_PREFIX.$((10 + $1))"; }
 node_ns() { echo "meshlab-node$1"; }
-sock() { echo "$DIR/n$1/docker.sock"; }
+sock() { echo "$DIR/n$1/run/docker.sock"; }
 dk() { local n=$1; shift; docker -H "unix://$(sock "$n")" "$@"; }
 log() { echo "lab: $*" >&2; }
 
 # Nodes that exist now, from the state dir or the namespaces (an interrupted run may have left either).
 existing_nodes() {
-  { ls -d "$DIR"/n* 2>/dev/null | sed 's#.*/n##'; ip netns list 2>/dev/null | sed -n 's/^meshlab-node\([0-9]*\).*/\1/p'; } | sort -un
+  { ls -d "$DIR"/n[0-9]* 2>/dev/null | sed "s#.*/n##"; ip netns list 2>/dev/null | sed -n 's/^meshlab-node\([0-9]*\).*/\1/p'; } | sort -un
 }
 
 wait_gone() { # pid, seconds
@@ -81,10 +81,16 @@ start_node() {
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
   ip -n "$ns" route add default via "$HOST_ADDR"
-  # nsenter, not `ip netns exec`: the latter remounts /sys and dockerd loses its cgroups.
-  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nohup nsenter --net="/var/run/netns/$ns" unshare --uts sh -c "hostname node$n; exec dockerd \
-      --host unix://$d/docker.sock --data-root $d/root --exec-root $d/exec --pidfile $d/docker.pid \
-      --storage-driver overlay2" >"$d/dockerd.log" 2>&1 &
+  # nsenter, not `ip netns exec`: the latter remounts /sys and dockerd loses its
+  # cgroups. A private mount namespace gives each node its own /run, so the
+  # engine answers on /var/run/docker.sock inside the node (what a stack file
+  # mounts into meshd) while the tests reach it at $d/run/docker.sock.
+  mkdir -p "$d/run"
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nohup nsenter --net="/var/run/netns/$ns" unshare --uts --mount --propagation private sh -c "
+      hostname node$n
+      mount --bind $d/run /run
+      exec dockerd --host unix:///var/run/docker.sock --data-root $d/root --exec-root $d/exec \
+        --pidfile $d/docker.pid --storage-driver overlay2" >"$d/dockerd.log" 2>&1 &
 }
 
 wait_engine() {

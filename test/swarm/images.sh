@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the images the swarm tests deploy, inside the lab, with no registry:
+#   1. node:20-bookworm-slim, imported from this machine's own node, npm and
+#      libraries (the base image meshd's Dockerfile names);
+#   2. meshd:latest from the project's Dockerfile (its `npm ci` reaches the npm
+#      registry through NAT on the lab bridge, trusting the machine's CA bundle);
+#   3. meshlab/whoami:latest, the test app;
+# then loads them on every node.   Usage: images.sh (after lab.sh up N)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+DIR=${MESHLAB_DIR:-/tmp/meshlab}
+S=$DIR/n1/run/docker.sock
+dk() { docker -H "unix://$S" "$@"; }
+
+root=$DIR/node-root
+rm -rf "$root"
+mkdir -p "$root"/{bin,usr/bin,usr/lib,tmp,etc/ssl/certs,root}
+node_bin=$(readlink -f "$(command -v node)")
+cp "$node_bin" "$root/usr/bin/node"
+for lib in $(ldd "$node_bin" | grep -o '/[^ ]*'); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+mkdir -p "$root/usr/lib/node_modules"
+cp -a "$npm_dir" "$root/usr/lib/node_modules/npm"
+ln -s ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/bin/npm"
+ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
+cp /bin/busybox "$root/bin/busybox"
+for app in sh env ls cat rm mkdir cp mv ln chmod; do ln -sf busybox "$root/bin/$app"; done
+ln -sf /bin/busybox "$root/usr/bin/env"
+cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+echo "root:x:0:" >"$root/etc/group"
+echo "hosts: files dns" >"$root/etc/nsswitch.conf"
+tar -C "$root" -cf "$DIR/node-root.tar" .
+dk import \
+  -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+  -c 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
+  -c 'CMD ["node"]' \
+  "$DIR/node-root.tar" node:20-bookworm-slim >/dev/null
+
+# The build's npm ci needs the registry: NAT the lab subnet out through this namespace.
+sysctl -qw net.ipv4.ip_forward=1
+iptables -t nat -C POSTROUTING -s 10.77.0.0/24 ! -d 10.77.0.0/24 -j MASQUERADE 2>/dev/null \
+  || iptables -t nat -A POSTROUTING -s 10.77.0.0/24 ! -d 10.77.0.0/24 -j MASQUERADE
+iptables -C FORWARD -s 10.77.0.0/24 -j ACCEPT 2>/dev/null || iptables -I FORWARD -s 10.77.0.0/24 -j ACCEPT
+iptables -C FORWARD -d 10.77.0.0/24 -j ACCEPT 2>/dev/null || iptables -I FORWARD -d 10.77.0.0/24 -j ACCEPT
+trap 'iptables -t nat -D POSTROUTING -s 10.77.0.0/24 ! -d 10.77.0.0/24 -j MASQUERADE 2>/dev/null || true
+      iptables -D FORWARD -s 10.77.0.0/24 -j ACCEPT 2>/dev/null || true
+      iptables -D FORWARD -d 10.77.0.0/24 -j ACCEPT 2>/dev/null || true' EXIT
+
+DOCKER_BUILDKIT=0 dk build -q -t meshd:latest "$repo" >/dev/null
+DOCKER_BUILDKIT=0 dk build -q -t meshlab/whoami:latest "$here/whoami" >/dev/null
+for img in meshd:latest meshlab/whoami:latest; do bash "$here/lab.sh" image-load "$img"; done
+echo "images ready: meshd:latest meshlab/whoami:latest" >&2

@@ -1,0 +1,22 @@
+// The swarm tests' app: says which task answered and what it saw of the client.
+// GET /health answers 200 once /tmp/unhealthy does not exist (tests create it).
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+
+const port = Number(process.env.PORT ?? 80);
+const delay = Number(process.env.DELAY_MS ?? 0);
+http.createServer((req, res) => {
+  if (req.url === '/health') {
+    res.statusCode = fs.existsSync('/tmp/unhealthy') ? 503 : 200;
+    return res.end();
+  }
+  const body = JSON.stringify({
+    task: os.hostname(),
+    forwardedFor: req.headers['x-forwarded-for'] ?? null,
+    remote: req.socket.remoteAddress,
+  }) + '\n';
+  setTimeout(() => res.end(body), delay);
+}).listen(port);
+// Exit promptly on SIGTERM once in-flight requests are done (the default keeps keep-alive sockets open).
+process.on('SIGTERM', () => process.exit(0));
