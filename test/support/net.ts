@@ -74,10 +74,10 @@ export interface Reply {
   headers: http.IncomingHttpHeaders;
 }
 
-/** A plain GET through a fresh connection (no pooling), so each request is independent. */
-export function get(port: number, path = '/', headers: http.OutgoingHttpHeaders = {}, agent: http.Agent | false = false): Promise<Reply> {
+/** A plain GET, by default through a fresh connection (no pooling), so each request is independent. */
+export function get(port: number, path = '/', headers: http.OutgoingHttpHeaders = {}, agent: http.Agent | false = false, host = '127.0.0.1'): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+    const req = http.get({ host, port, path, headers, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));

@@ -37,6 +37,15 @@ export function labUp(nodes: number): Lab {
   return { nodes: list, env };
 }
 
+/** Builds meshd's image from the Dockerfile and the test app's, and loads them on every node. */
+export function labImages(): void {
+  try {
+    execFileSync('bash', [path.join(path.dirname(LAB_SH), 'images.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000 });
+  } catch (err) {
+    throw new Error(`images.sh failed: ${(err as { stderr?: string }).stderr?.trim() ?? (err as Error).message}`);
+  }
+}
+
 export function labDown(): void {
   execFileSync('bash', [LAB_SH, 'down'], { stdio: 'ignore', timeout: 120_000 });
 }

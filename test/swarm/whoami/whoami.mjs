@@ -1,14 +1,15 @@
 // The swarm tests' app: says which task answered and what it saw of the client.
-// GET /health answers 200 once /tmp/unhealthy does not exist (tests create it).
+// GET /health answers 200 once READY_AFTER_MS has passed, unless /tmp/unhealthy exists (tests create it).
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 
 const port = Number(process.env.PORT ?? 80);
 const delay = Number(process.env.DELAY_MS ?? 0);
+const readyAt = Date.now() + Number(process.env.READY_AFTER_MS ?? 0);
 http.createServer((req, res) => {
   if (req.url === '/health') {
-    res.statusCode = fs.existsSync('/tmp/unhealthy') ? 503 : 200;
+    res.statusCode = Date.now() < readyAt || fs.existsSync('/tmp/unhealthy') ? 503 : 200;
     return res.end();
   }
   const body = JSON.stringify({

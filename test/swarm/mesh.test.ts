@@ -1,0 +1,242 @@
+// meshd on a real 3-node swarm (node1 manager, node2 and node3 workers), deployed
+// from deploy/stack.yml with the image built from the project's Dockerfile.
+// Requests go from this namespace to the nodes' own addresses on the lab bridge,
+// as clients would reach real nodes.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { get, waitFor } from '../support/net.js';
+import { docker, labDown, labImages, labUp, type Lab, type LabNode } from './lab.js';
+import { runLoad } from './load.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const FOLLOW_MS = 2000;
+const APP = 'meshlab/whoami:latest';
+/** The client's address as the nodes see it: this namespace's address on the lab bridge. */
+const CLIENT_ADDR = '10.77.0.1';
+
+interface RouteView {
+  name: string;
+  port: number;
+  hosts: string[];
+  backends: { id: string; node: string | null; state: string; health: { active: string; ejected: boolean; failed: boolean } }[];
+}
+
+describe('meshd on a 3-node swarm', () => {
+  let lab: Lab;
+  let manager: LabNode;
+  const figures: Record<string, unknown> = {};
+  const t0 = Date.now();
+
+  before(async () => {
+    lab = labUp(3);
+    manager = lab.nodes[0]!;
+    labImages();
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('docker', ['-H', `unix://${manager.sock}`, 'secret', 'create', 'meshd_token', '-']);
+      child.stdin.end('lab-token-0123456789\n');
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`secret create exited ${code}`))));
+    });
+    await docker(manager, 'stack', 'deploy', '-c', path.join(REPO, 'deploy/stack.yml'), 'meshd');
+    for (const node of lab.nodes) {
+      await waitFor(async () => (await get(9900, '/readyz', {}, false, node.addr)).status === 200, 60_000, `meshd ready on ${node.addr}`);
+    }
+    figures.setupSeconds = Math.round((Date.now() - t0) / 1000);
+  });
+
+  after(() => {
+    process.stdout.write(`# swarm figures: ${JSON.stringify({ ...figures, totalSeconds: Math.round((Date.now() - t0) / 1000) })}\n`);
+    labDown();
+  });
+
+  async function routes(node: LabNode): Promise<RouteView[]> {
+    return (JSON.parse((await get(9900, '/api/routes', {}, false, node.addr)).body) as { routes: RouteView[] }).routes;
+  }
+
+  async function route(node: LabNode, name: string): Promise<RouteView | undefined> {
+    return (await routes(node)).find((r) => r.name === name);
+  }
+
+  /** IDs of a service's tasks that run with desired state running, as the manager's engine says. */
+  async function runningTasks(service: string): Promise<string[]> {
+    const out = await docker(manager, 'service', 'ps', service, '--no-trunc', '--filter', 'desired-state=running', '--format', '{{.ID}} {{.CurrentState}}');
+    return out.split('\n').filter((l) => /\bRunning\b/.test(l)).map((l) => l.split(' ')[0]!).sort();
+  }
+
+  async function activeBackends(node: LabNode, service: string): Promise<string[]> {
+    const r = await route(node, service);
+    return (r?.backends ?? []).filter((b) => b.state !== 'draining').map((b) => b.id).sort();
+  }
+
+  /** Waits for `replicas` running tasks, then for every node's table to hold exactly them; returns the slowest node's lag. */
+  async function everyNodeFollows(service: string, replicas: number, bound = FOLLOW_MS): Promise<number> {
+    const running = await waitFor(async () => {
+      const ids = await runningTasks(service);
+      return ids.length === replicas ? ids : undefined;
+    }, 90_000, `${replicas} running tasks of ${service}`);
+    const seen = Date.now();
+    let slowest = 0;
+    for (const node of lab.nodes) {
+      await waitFor(async () => JSON.stringify(await activeBackends(node, service)) === JSON.stringify(running), bound + 5000, `${node.addr} routing ${service} to ${running.length} tasks`);
+      slowest = Math.max(slowest, Date.now() - seen);
+    }
+    assert.ok(slowest <= bound, `${service}: every node followed within ${slowest} ms`);
+    return slowest;
+  }
+
+  async function createApp(name: string, ...args: string[]): Promise<void> {
+    await docker(manager, 'service', 'create', '--detach', '--no-resolve-image', '--name', name, '--network', 'meshd', ...args, APP);
+  }
+
+  async function whoami(node: LabNode, port: number, host?: string): Promise<{ task: string; forwardedFor: string }> {
+    const r = await get(port, '/', host ? { host } : {}, false, node.addr);
+    assert.equal(r.status, 200, `${node.addr}:${port} answered ${r.status}: ${r.body}`);
+    return JSON.parse(r.body);
+  }
+
+  it('any node serves any service, round-robin over the tasks, and passes the client\'s address', async () => {
+    await createApp('pinned', '--replicas', '2', '--constraint', 'node.hostname==node3', '--label', 'meshd.publish=8080:80/http');
+    await everyNodeFollows('pinned', 2, 60_000);
+    const tasks = new Set<string>();
+    for (const node of lab.nodes) {
+      const seen: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const r = await whoami(node, 8080);
+        seen.push(r.task);
+        assert.equal(r.forwardedFor, CLIENT_ADDR, 'the backend sees the client, not a node');
+      }
+      assert.notEqual(seen[0], seen[1]);
+      assert.deepEqual(seen, [seen[0], seen[1], seen[0], seen[1], seen[0], seen[1]], `${node.addr} alternates`);
+      seen.forEach((t) => tasks.add(t));
+    }
+    assert.equal(tasks.size, 2);
+  });
+
+  it('follows scaling 1 → 5 → 2 on every node within 2 s', async () => {
+    await createApp('scaled', '--replicas', '1', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=scaled.test');
+    await everyNodeFollows('scaled', 1, 60_000);
+    await docker(manager, 'service', 'scale', '--detach', 'scaled=5');
+    figures.scaleUpLagMs = await everyNodeFollows('scaled', 5);
+    await docker(manager, 'service', 'scale', '--detach', 'scaled=2');
+    figures.scaleDownLagMs = await everyNodeFollows('scaled', 2);
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) seen.add((await whoami(lab.nodes[i % 3]!, 80, 'scaled.test')).task);
+    assert.equal(seen.size, 2);
+  });
+
+  it('sends nothing to a task before its HEALTHCHECK passes, and ejects a replica that fails its probe on every node', async () => {
+    const healthCmd = `node -e "fetch('http://127.0.0.1/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"`;
+    await createApp('gated', '--replicas', '1', '--env', 'READY_AFTER_MS=5000', '--health-cmd', healthCmd, '--health-interval', '1s', '--health-retries', '30',
+      '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=gated.test', '--label', 'meshd.health.path=/health', '--label', 'meshd.health.interval=500ms', '--label', 'meshd.health.fall=2');
+    await everyNodeFollows('gated', 1, 60_000);
+    const [first] = await runningTasks('gated');
+    await docker(manager, 'service', 'scale', '--detach', 'gated=2');
+    // While the new task is starting, every answer comes from the first one.
+    let answersWhileStarting = 0;
+    for (let i = 0; i < 200; i++) {
+      const states = await docker(manager, 'service', 'ps', 'gated', '--filter', 'desired-state=running', '--format', '{{.CurrentState}}');
+      if (!/Starting/.test(states)) {
+        if (/Running[\s\S]*Running/.test(states)) break;
+        continue;
+      }
+      const r = await whoami(lab.nodes[i % 3]!, 80, 'gated.test');
+      const still = /Starting/.test(await docker(manager, 'service', 'ps', 'gated', '--filter', 'desired-state=running', '--format', '{{.CurrentState}}'));
+      if (still) {
+        answersWhileStarting++;
+        const hostOfFirst = (await docker(manager, 'inspect', '--format', '{{.Status.ContainerStatus.ContainerID}}', first!)).slice(0, 12);
+        assert.equal(r.task, hostOfFirst, 'a starting task got no request');
+      }
+    }
+    assert.ok(answersWhileStarting >= 3, `observed ${answersWhileStarting} answers while the task was starting`);
+    await everyNodeFollows('gated', 2);
+
+    // Now make one replica fail meshd's probe (its container HEALTHCHECK would also fail, later).
+    const [victim] = await runningTasks('gated');
+    const info = (await docker(manager, 'inspect', '--format', '{{.NodeID}} {{.Status.ContainerStatus.ContainerID}}', victim!)).split(' ');
+    const hostname = await docker(manager, 'node', 'inspect', '--format', '{{.Description.Hostname}}', info[0]!);
+    const victimNode = lab.nodes[Number(hostname.replace('node', '')) - 1]!;
+    await docker(victimNode, 'exec', info[1]!, 'node', '-e', `require('fs').writeFileSync('/tmp/unhealthy', '')`);
+    for (const node of lab.nodes) {
+      await waitFor(async () => (await route(node, 'gated'))?.backends.find((b) => b.id === victim)?.health.active === 'down', 10_000, `${node.addr} ejects the failing replica`);
+    }
+    for (let i = 0; i < 6; i++) assert.notEqual((await whoami(lab.nodes[i % 3]!, 80, 'gated.test')).task, info[1]!.slice(0, 12));
+    await docker(manager, 'service', 'rm', 'gated');
+  });
+
+  it('keeps serving from workers while the manager\'s meshd is down, and they resync when it returns', async () => {
+    await createApp('steady', '--replicas', '2', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=steady.test');
+    await everyNodeFollows('steady', 2, 60_000);
+    const meshdOnManager = await docker(manager, 'ps', '-q', '--filter', 'label=com.docker.swarm.service.name=meshd_meshd');
+    const restartedAt = Date.now();
+    await docker(manager, 'kill', meshdOnManager);
+    await docker(manager, 'service', 'scale', '--detach', 'steady=3');
+    let servedDuringOutage = 0;
+    for (let i = 0; i < 20; i++) {
+      for (const node of lab.nodes.slice(1)) {
+        await whoami(node, 80, 'steady.test');
+        servedDuringOutage++;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(servedDuringOutage, 40);
+    await waitFor(async () => (await get(9900, '/readyz', {}, false, manager.addr)).status === 200, 60_000, 'meshd back on the manager');
+    figures.managerRestartSeconds = Math.round((Date.now() - restartedAt) / 1000);
+    await everyNodeFollows('steady', 3, 30_000);
+    await docker(manager, 'service', 'rm', 'steady');
+  });
+
+  it('loses no request during a rolling update under load', async () => {
+    for (const node of lab.nodes) await docker(node, 'tag', APP, 'meshlab/whoami:v2');
+    await createApp('rolling', '--replicas', '4', '--update-order', 'start-first', '--update-parallelism', '1', '--update-delay', '1s', '--stop-grace-period', '10s',
+      '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=rolling.test');
+    await everyNodeFollows('rolling', 4, 60_000);
+    const load = runLoad({ host: lab.nodes[1]!.addr, port: 80, hostHeader: 'rolling.test', rate: 200, durationMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    await docker(manager, 'service', 'update', '--detach', '--no-resolve-image', '--image', 'meshlab/whoami:v2', 'rolling');
+    const result = await load;
+    figures.rollingUpdate = { sent: result.sent, ok: result.ok, failed: result.failures.length, tasksSeen: result.tasks.size };
+    assert.deepEqual(result.failures, []);
+    assert.ok(result.tasks.size > 4, 'old and new tasks both answered');
+    await docker(manager, 'service', 'rm', 'rolling');
+  });
+
+  it('keeps requests succeeding when a task\'s container is killed and when a worker node stops', async () => {
+    await createApp('victims', '--replicas', '4', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=victims.test');
+    await everyNodeFollows('victims', 4, 60_000);
+    const [victim] = await runningTasks('victims');
+    const [nodeId, container] = (await docker(manager, 'inspect', '--format', '{{.NodeID}} {{.Status.ContainerStatus.ContainerID}}', victim!)).split(' ');
+    const hostname = await docker(manager, 'node', 'inspect', '--format', '{{.Description.Hostname}}', nodeId!);
+    const victimNode = lab.nodes[Number(hostname.replace('node', '')) - 1]!;
+    const load = runLoad({ host: manager.addr, port: 80, hostHeader: 'victims.test', rate: 100, durationMs: 8000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const killedAt = Date.now();
+    await docker(victimNode, 'kill', container!);
+    for (const node of lab.nodes) {
+      await waitFor(async () => (await route(node, 'victims'))?.backends.find((b) => b.id === victim)?.state !== 'active', 5000, `${node.addr} takes the dead task out`);
+    }
+    figures.taskDeathOutMs = Date.now() - killedAt;
+    const result = await load;
+    figures.taskKill = { sent: result.sent, ok: result.ok, failed: result.failures };
+    assert.ok(result.failures.length <= 5, `failures: ${result.failures.join(', ')}`);
+    await everyNodeFollows('victims', 4, 60_000);
+
+    // Node loss: node3's engine stops (its containers and its meshd with it).
+    const nodeLoad = runLoad({ host: manager.addr, port: 80, hostHeader: 'victims.test', rate: 100, durationMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const pid = fs.readFileSync(`${lab.env.MESHLAB_DIR}/n3/docker.pid`, 'utf8').trim();
+    process.kill(Number(pid), 'SIGKILL');
+    const nodeResult = await nodeLoad;
+    figures.nodeLoss = { sent: nodeResult.sent, ok: nodeResult.ok, failed: nodeResult.failures };
+    assert.ok(nodeResult.failures.length <= 10, `failures: ${nodeResult.failures.join(', ')}`);
+    // The table converges: node1 routes only to tasks swarm still runs.
+    const converged = Date.now();
+    await waitFor(async () => {
+      const r = await route(manager, 'victims');
+      return r && r.backends.filter((b) => b.state === 'active').every((b) => b.node !== 'node3');
+    }, 60_000, 'no active backend on the lost node');
+    figures.nodeLossConvergeMs = Date.now() - converged;
+  });
+});
