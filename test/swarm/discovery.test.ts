@@ -1,6 +1,7 @@
 // Discovery against a real single-node swarm: a labelled service is created and
 // scaled 1 → 3 → 1, and the routing table follows within 2 s each time; the
-// engine goes away and comes back; every API call meshd made was a GET.
+// engine goes away and comes back; a task's container dies and the engine's
+// events take it out at once; every API call meshd made was a GET.
 //
 // The test runs discovery → compile → table only: task addresses live on the
 // lab's overlay network, which this (root) namespace cannot reach, so no probe
@@ -10,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.js';
-import { dockerFromHost, MAX_BACKOFF, SwarmDiscovery } from '../../src/discovery/swarm.js';
+import { ContainerWatcher } from '../../src/discovery/container-events.js';
+import { detectRole, dockerFromHost, MAX_BACKOFF, SwarmDiscovery } from '../../src/discovery/swarm.js';
 import { compile } from '../../src/table/compile.js';
 import { Table } from '../../src/table/table.js';
 import { waitFor } from '../support/net.js';
@@ -99,6 +101,30 @@ describe('swarm discovery on a real engine', () => {
     await proxy.start();
     // Reads back off while the engine is away (at most MAX_BACKOFF between tries).
     await follow(2, 'after reconnect', MAX_BACKOFF);
+  });
+
+  it('takes a task out as soon as its container dies, from the engine\'s events', async () => {
+    const client = dockerFromHost(`unix://${proxy.listenPath}`);
+    assert.equal(await detectRole(client), 'manager');
+    const failed: string[] = [];
+    const watcher = new ContainerWatcher(client, silentLogger(), (task) => {
+      failed.push(task);
+      table.markTaskFailed(task);
+    });
+    watcher.start();
+    try {
+      const [task] = tableTasks();
+      const container = await docker(lab.nodes[0]!, 'inspect', '--format', '{{.Status.ContainerStatus.ContainerID}}', task!);
+      await new Promise((r) => setTimeout(r, 300));
+      const killedAt = Date.now();
+      await docker(lab.nodes[0]!, 'kill', container);
+      await waitFor(() => failed.includes(task!), 5000, 'die event for the task');
+      lags['container death'] = Date.now() - killedAt;
+      const backend = [...table.ports.get(PORT)!.default!.backends.values()].find((b) => b.id === task)!;
+      assert.equal(backend.eligible, false, 'out of picks before the next task poll');
+    } finally {
+      watcher.stop();
+    }
   });
 
   it('only ever read the Docker API', () => {
