@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { family } from './proc.js';
 
 export const MESHD_MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
 
@@ -16,8 +17,15 @@ export interface Running {
 
 /** Every process the suite started, killed on exit however the suite ends. */
 export const started = new Set<ChildProcess>();
+/** Kills a process and its children (nginx workers outlive a killed master otherwise). */
+export function killTree(child: ChildProcess): void {
+  if (child.exitCode !== null || child.pid === undefined) return;
+  for (const pid of family(child.pid).reverse()) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+}
 function killAll(): void {
-  for (const c of started) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of started) killTree(c);
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { killAll(); process.exit(130); });
@@ -26,6 +34,14 @@ export function track(child: ChildProcess): ChildProcess {
   started.add(child);
   child.once('exit', () => started.delete(child));
   return child;
+}
+
+/** Refuses to start a target on a port something else (a leftover of an earlier run) holds. */
+export async function assertFree(port: number): Promise<void> {
+  const free = await new Promise<boolean>((resolve) => {
+    const s = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+  if (!free) throw new Error(`port ${port} is in use: a leftover of an earlier run? (stop it, then run again)`);
 }
 
 export async function waitPort(port: number, ms = 10_000): Promise<void> {
@@ -52,6 +68,7 @@ export interface Ports {
 }
 
 export async function startMeshd(dir: string, p: Ports, extraFlags: string[] = []): Promise<Running> {
+  for (const port of [p.meshdHttp, p.meshdTcp, p.meshdAdmin]) await assertFree(port);
   const routes = path.join(dir, 'meshd-routes.yml');
   const backends = p.backends.map((b) => `"127.0.0.1:${b}"`).join(', ');
   fs.writeFileSync(routes, `routes:
@@ -66,6 +83,7 @@ export async function startMeshd(dir: string, p: Ports, extraFlags: string[] = [
 }
 
 export async function startHaproxy(dir: string, p: Ports): Promise<Running> {
+  for (const port of [p.haproxyHttp, p.haproxyTcp]) await assertFree(port);
   const cfg = path.join(dir, 'haproxy.cfg');
   const servers = p.backends.map((b, i) => `  server s${i} 127.0.0.1:${b}`).join('\n');
   fs.writeFileSync(cfg, `global
@@ -98,6 +116,7 @@ ${servers}
 }
 
 export async function startNginx(dir: string, p: Ports): Promise<Running> {
+  await assertFree(p.nginx);
   const cfg = path.join(dir, 'nginx.conf');
   const servers = p.backends.map((b) => `    server 127.0.0.1:${b};`).join('\n');
   fs.writeFileSync(cfg, `worker_processes auto;

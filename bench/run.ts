@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureIdle } from './idle.js';
 import { cpuMicros, family, memoryKiB } from './proc.js';
-import { startHaproxy, startMeshd, startNginx, track, type Ports, type Running } from './proxies.js';
+import { killTree, startHaproxy, startMeshd, startNginx, track, type Ports, type Running } from './proxies.js';
 import { measureTableUpdates } from './table-update.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -44,6 +44,35 @@ function load(port: number, s: Scenario, duration: number): LoadOut {
   const opts = { url: `http://127.0.0.1:${port}${s.path}`, connections: s.connections, duration, ...(s.close ? { headers: { connection: 'close' } } : {}) };
   const out = execFileSync(process.execPath, [path.join(HERE, 'load.js'), JSON.stringify(opts)], { encoding: 'utf8', timeout: (duration + 30) * 1000 });
   return JSON.parse(out) as LoadOut;
+}
+
+/** The L7 engine choice: bare forwarders on http-proxy and on undici's dispatch, next to meshd itself. */
+async function compareEngines(p: Ports, meshd: Running) {
+  const start = async (engine: string, port: number): Promise<Running> => {
+    const child = track(fork(path.join(HERE, 'engine-servers.js'), [engine, String(port), ...p.backends.map(String)], { stdio: 'ignore' }));
+    await new Promise((r) => child.once('message', r));
+    return { name: engine, pid: child.pid!, child };
+  };
+  const bare = [await start('http-proxy', 18040), await start('undici', 18041)];
+  const targets: Target[] = [
+    { label: 'meshd http', port: p.meshdHttp, proc: meshd },
+    { label: 'bare undici dispatch', port: 18041, proc: bare[1] },
+    { label: 'bare http-proxy', port: 18040, proc: bare[0] },
+  ];
+  const runs = new Map<string, { rps: number[]; cpu: number[] }>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const t of targets) {
+      const before = cpuOf(t.proc);
+      const r = load(t.port, SCENARIOS[0]!, DURATION);
+      const acc = runs.get(t.label) ?? { rps: [], cpu: [] };
+      acc.rps.push(r.rps);
+      acc.cpu.push((cpuOf(t.proc) - before) / r.requests);
+      runs.set(t.label, acc);
+      process.stderr.write(`engines | round ${round + 1} | ${t.label}: ${Math.round(r.rps)} req/s\n`);
+    }
+  }
+  for (const b of bare) killTree(b.child);
+  return Object.fromEntries([...runs].map(([label, a]) => [label, { rps: Math.round(median(a.rps)), cpuUsPerReq: Math.round(median(a.cpu)) }]));
 }
 
 const median = (xs: number[]) => {
@@ -94,15 +123,18 @@ async function main(): Promise<void> {
     }]));
   }
   const peakRssKiB = { meshd: memoryKiB(meshd.pid, 'VmHWM'), haproxy: family(haproxy.pid).reduce((n, pid) => n + memoryKiB(pid, 'VmHWM'), 0), nginx: family(nginx.pid).reduce((n, pid) => n + memoryKiB(pid, 'VmHWM'), 0) };
-  const idle = CHECK ? undefined : await measureIdle([
+  const idleTargets = [
     { label: 'meshd http', port: p.meshdHttp, pids: () => [meshd.pid] },
     { label: 'meshd tcp', port: p.meshdTcp, pids: () => [meshd.pid] },
     { label: 'haproxy http', port: p.haproxyHttp, pids: () => family(haproxy.pid) },
     { label: 'nginx', port: p.nginx, pids: () => family(nginx.pid) },
-  ], 1000);
-  for (const proc of [meshd, haproxy, nginx]) proc.child.kill('SIGKILL');
+  ];
+  const idle = CHECK ? undefined : await measureIdle(idleTargets, 1000);
+  for (const proc of [haproxy, nginx]) killTree(proc.child);
+  const engines = CHECK ? undefined : await compareEngines(p, meshd);
   const tableUpdate = CHECK ? undefined : await measureTableUpdates(dir, p.backends);
-  backends.kill('SIGKILL');
+  killTree(meshd.child);
+  killTree(backends);
 
   const first = results[SCENARIOS[0]!.name]!;
   const ratio = (a: string, b: string, s = first) => Math.round((s[a]!.rps / s[b]!.rps) * 100) / 100;
@@ -115,7 +147,7 @@ async function main(): Promise<void> {
   };
   const report = {
     date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version,
-    rounds: ROUNDS, durationSeconds: DURATION, results, ratios, peakRssKiB, idle, tableUpdate,
+    rounds: ROUNDS, durationSeconds: DURATION, results, ratios, peakRssKiB, idle, engines, tableUpdate,
   };
   printMarkdown(report);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -132,7 +164,7 @@ async function main(): Promise<void> {
   }
 }
 
-function printMarkdown(r: { results: Record<string, Record<string, { rps: number; p50: number; p99: number; errors: number; cpuUsPerReq: number }>>; ratios: Record<string, number>; peakRssKiB: Record<string, number>; idle?: unknown; tableUpdate?: unknown; cores: number }): void {
+function printMarkdown(r: { results: Record<string, Record<string, { rps: number; p50: number; p99: number; errors: number; cpuUsPerReq: number }>>; ratios: Record<string, number>; peakRssKiB: Record<string, number>; idle?: unknown; engines?: unknown; tableUpdate?: unknown }): void {
   const lines: string[] = [];
   for (const [scenario, rows] of Object.entries(r.results)) {
     lines.push(`\n### ${scenario}\n`, '| target | req/s | p50 ms | p99 ms | errors | CPU µs/req |', '|---|---:|---:|---:|---:|---:|');
@@ -140,6 +172,7 @@ function printMarkdown(r: { results: Record<string, Record<string, { rps: number
   }
   lines.push('\n### Ratios (keep-alive, 100 B)\n', '| ratio | value |', '|---|---:|', ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v} |`));
   lines.push('\n### Peak RSS under load (KiB)\n', ...Object.entries(r.peakRssKiB).map(([k, v]) => `- ${k}: ${v}`));
+  if (r.engines) lines.push('\n### L7 engines (keep-alive, 100 B)\n', '```', JSON.stringify(r.engines, null, 2), '```');
   if (r.idle) lines.push('\n### 1,000 idle connections\n', '```', JSON.stringify(r.idle, null, 2), '```');
   if (r.tableUpdate) lines.push('\n### Table updates (meshd, 1,000 backends)\n', '```', JSON.stringify(r.tableUpdate, null, 2), '```');
   process.stdout.write(lines.join('\n') + '\n');

@@ -9,6 +9,7 @@ import { errorBody, errorCodeOf, isConnectError, type ErrorCode } from '../core/
 import { reportFailure, reportSuccess } from '../health/outlier.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
+import { pipeToBackend } from './pipe.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
 const DROP_REQUEST = new Set([
@@ -191,52 +192,19 @@ function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res
 }
 
 /** WebSocket and other upgrades: the request head is replayed to a backend, then bytes are piped. */
-function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer, failed?: Backend): void {
-  const b = route.pick(failed);
-  if (!b) {
-    ctx.stats.count('NO_HEALTHY_BACKEND');
-    client.end(`HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n${errorBody('NO_HEALTHY_BACKEND')}`);
-    return;
-  }
-  b.active++;
-  b.requests++;
-  const upstream = net.connect({ host: b.host, port: b.port, noDelay: true });
-  let connected = false;
-  const piped = { close() {}, destroy() { upstream.destroy(); client.destroy(); } };
-  b.resources.add(piped);
-  upstream.setTimeout(ctx.connectTimeout, () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })));
-  upstream.once('connect', () => {
-    connected = true;
-    upstream.setTimeout(0);
-    reportSuccess(b);
-    const headers = upstreamHeaders(req, true);
-    let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
-    for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
-    upstream.write(text + '\r\n');
-    if (head.length) upstream.write(head);
-    client.pipe(upstream);
-    upstream.pipe(client);
+function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
+  pipeToBackend(ctx, route, client, {
+    preamble: () => {
+      const headers = upstreamHeaders(req, true);
+      let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+      return head.length ? Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]) : text + '\r\n';
+    },
+    giveUp: (code) => {
+      const status = code === 'NO_HEALTHY_BACKEND' ? '503 Service Unavailable' : '502 Bad Gateway';
+      client.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n${errorBody(code)}`);
+    },
   });
-  upstream.on('error', (err) => {
-    if (!connected) {
-      reportFailure(b, err, ctx.log);
-      if (!failed && !client.destroyed) {
-        ctx.stats.retries++;
-        return upgrade(ctx, route, req, client, head, b);
-      }
-      ctx.stats.count('BACKEND_FAILED');
-      client.end(`HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n${errorBody('BACKEND_FAILED')}`);
-      return;
-    }
-    client.destroy();
-  });
-  upstream.once('close', () => {
-    b.resources.delete(piped);
-    b.release();
-    client.destroy();
-  });
-  client.on('error', () => upstream.destroy());
-  client.once('close', () => upstream.destroy());
 }
 
 const BAD_REQUEST = `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${errorBody('BAD_REQUEST').length}\r\n\r\n${errorBody('BAD_REQUEST')}`;

@@ -31,6 +31,24 @@ wait_gone() { # pid, seconds
   return 1
 }
 
+# Containers outlive a killed dockerd and its shims. Their processes sit in
+# cgroups named after the container: kill those of the lab's containers, and,
+# when no other dockerd runs on this machine, those of any container (leftovers
+# of a lab whose folders are already gone).
+kill_container_processes() {
+  local ids procs id f
+  ids=$(ls "$DIR"/n[0-9]*/root/containers 2>/dev/null || true)
+  if ! pgrep -x dockerd >/dev/null; then ids="$ids $(ls /sys/fs/cgroup/pids/docker /sys/fs/cgroup/docker 2>/dev/null | grep -E '^[0-9a-f]{64}$' || true)"; fi
+  for id in $ids; do
+    for f in /sys/fs/cgroup/*/docker/"$id"/cgroup.procs /sys/fs/cgroup/docker/"$id"/cgroup.procs; do
+      [ -f "$f" ] || continue
+      procs=$(cat "$f")
+      [ -n "$procs" ] && kill -9 $procs 2>/dev/null || true
+    done
+  done
+  for f in /sys/fs/cgroup/*/docker/*/ /sys/fs/cgroup/docker/*/; do rmdir "$f" 2>/dev/null || true; done
+}
+
 down() {
   local n pid
   for n in $(existing_nodes); do
@@ -45,8 +63,9 @@ down() {
       wait_gone "$pid" 20 || { log "dockerd $pid did not stop; killing it"; kill -9 "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
     fi
   done
-  # Anything else still running from the lab's folders: containerd shims, containers.
+  # Anything else still running from the lab's folders: containerd shims.
   for pid in $(pgrep -f -- "$DIR/" 2>/dev/null || true); do kill -9 "$pid" 2>/dev/null || true; done
+  kill_container_processes
   if [ -d "$DIR" ]; then
     # Unmount deepest first: netns files, overlay layers, shm mounts.
     awk -v d="$DIR" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done

@@ -87,6 +87,18 @@ describe('meshd on a 3-node swarm', () => {
     return slowest;
   }
 
+  /**
+   * Waits until every node's table has `count` backends in rotation. A task that
+   * has just started can be unreachable over the overlay for a moment (the
+   * nodes learn its address by gossip): a request that meets that is retried on
+   * another task and the new one is ejected until its probes pass.
+   */
+  async function allActive(service: string, count: number): Promise<void> {
+    for (const node of lab.nodes) {
+      await waitFor(async () => (await route(node, service))?.backends.filter((b) => b.state === 'active').length === count, 15_000, `${count} active backends of ${service} on ${node.addr}`);
+    }
+  }
+
   async function createApp(name: string, ...args: string[]): Promise<void> {
     await docker(manager, 'service', 'create', '--detach', '--no-resolve-image', '--name', name, '--network', 'meshd', ...args, APP);
   }
@@ -100,6 +112,7 @@ describe('meshd on a 3-node swarm', () => {
   it('any node serves any service, round-robin over the tasks, and passes the client\'s address', async () => {
     await createApp('pinned', '--replicas', '2', '--constraint', 'node.hostname==node3', '--label', 'meshd.publish=8080:80/http');
     await everyNodeFollows('pinned', 2, 60_000);
+    await allActive('pinned', 2);
     const tasks = new Set<string>();
     for (const node of lab.nodes) {
       const seen: string[] = [];
@@ -122,6 +135,7 @@ describe('meshd on a 3-node swarm', () => {
     figures.scaleUpLagMs = await everyNodeFollows('scaled', 5);
     await docker(manager, 'service', 'scale', '--detach', 'scaled=2');
     figures.scaleDownLagMs = await everyNodeFollows('scaled', 2);
+    await allActive('scaled', 2);
     for (const node of lab.nodes) {
       const seen = new Set<string>();
       for (let i = 0; i < 4; i++) seen.add((await whoami(node, 80, 'scaled.test')).task);
