@@ -17,7 +17,7 @@ export interface AdminDeps {
   accepting: () => boolean;
 }
 
-export function routesView(table: Table, listeners: Listeners, discoveryError?: string) {
+function routesView(table: Table, listeners: Listeners, discoveryError?: string) {
   return {
     version: table.version,
     loaded: table.loaded,

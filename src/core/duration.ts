@@ -9,8 +9,3 @@ export function parseDuration(text: string): number | undefined {
   const ms = Number(m[1]) * UNITS[m[2] ?? 'ms']!;
   return Number.isFinite(ms) ? Math.round(ms) : undefined;
 }
-
-export function formatDuration(ms: number): string {
-  if (ms % 1000 !== 0) return `${ms}ms`;
-  return `${ms / 1000}s`;
-}

@@ -1,28 +1,18 @@
-// meshd's errors: a stable code for logs and metrics, and the HTTP status a
-// client sees when the error ends its request.
+// The ways meshd ends a request or connection itself: a stable code for logs,
+// metrics and the x-meshd-error header, and the HTTP status a client sees.
 
-export const ErrorCodes = {
+const ErrorCodes = {
   NO_ROUTE: { status: 404, message: 'no route for this host on this port' },
   NO_HEALTHY_BACKEND: { status: 503, message: 'no healthy backend for this route' },
   BACKEND_FAILED: { status: 502, message: 'the backend failed to answer' },
   BACKEND_TIMEOUT: { status: 504, message: 'the backend did not answer in time' },
   BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
-  CONFIG_INVALID: { status: 500, message: 'invalid configuration' },
-  DISCOVERY_FAILED: { status: 500, message: 'discovery failed' },
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
-export class MeshdError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
-    super(message ?? ErrorCodes[code].message, options);
-    this.name = 'MeshdError';
-    this.code = code;
-  }
-  get status(): number {
-    return ErrorCodes[this.code].status;
-  }
+export function errorStatus(code: ErrorCode): number {
+  return ErrorCodes[code].status;
 }
 
 /** The short body a client gets for an error status: one line it can read. */

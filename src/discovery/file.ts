@@ -7,7 +7,7 @@ import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
 
-export class RoutesFileError extends Error {
+class RoutesFileError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'RoutesFileError';
@@ -103,7 +103,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
   return { routes, notices: [] };
 }
 
-export function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
+function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');

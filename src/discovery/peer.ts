@@ -26,7 +26,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 /** Keeps only the tasks compile() can route to (running, or running and draining); history stays home. */
-export function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
+function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
   return { ...s, tasks: s.tasks.filter((t) => t.Status.State === 'running') };
 }
 

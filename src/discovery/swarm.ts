@@ -135,7 +135,7 @@ export class SwarmDiscovery {
 }
 
 /** meshd's own container ID, when it runs in one (read from the hostname bind mount). */
-export function ownContainerId(mountinfo = '/proc/self/mountinfo'): string | undefined {
+function ownContainerId(mountinfo = '/proc/self/mountinfo'): string | undefined {
   try {
     const m = /\/containers\/([0-9a-f]{64})\/hostname/.exec(fs.readFileSync(mountinfo, 'utf8'));
     return m?.[1];

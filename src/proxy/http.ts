@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { errorBody, errorCodeOf, isConnectError, type ErrorCode } from '../core/errors.js';
+import { errorBody, errorCodeOf, errorStatus, isConnectError, type ErrorCode } from '../core/errors.js';
 import { reportFailure, reportSuccess } from '../health/outlier.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
@@ -32,7 +32,7 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
 }
 
 /** The request headers to send upstream: raw pairs minus hop-by-hop, plus X-Forwarded-*. */
-export function upstreamHeaders(req: http.IncomingMessage, keepUpgrade: boolean): string[] {
+function upstreamHeaders(req: http.IncomingMessage, keepUpgrade: boolean): string[] {
   const raw = req.rawHeaders;
   const extra = connectionTokens(req.headers.connection);
   const out: string[] = [];
@@ -75,7 +75,7 @@ function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): vo
     return;
   }
   const body = errorBody(code);
-  res.writeHead(Number(body.slice(0, 3)), { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-meshd-error': code });
+  res.writeHead(errorStatus(code), { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-meshd-error': code });
   res.end(body);
 }
 
@@ -95,7 +95,7 @@ function poolFor(ctx: ProxyContext, b: Backend): Pool {
 }
 
 /** Finds the route for a request by its Host header. */
-export function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
+function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
   const entry = ctx.table.ports.get(port);
   if (!entry) return undefined;
   if (entry.byHost.size === 0 || !host) return entry.default;

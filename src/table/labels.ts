@@ -17,7 +17,7 @@ export interface ServiceLabels {
   problems: string[];
 }
 
-export const LABEL_PREFIX = 'meshd.';
+const LABEL_PREFIX = 'meshd.';
 const PUBLISH = 'meshd.publish';
 
 function parsePort(text: string): number | undefined {
@@ -27,7 +27,7 @@ function parsePort(text: string): number | undefined {
 }
 
 /** `8080:80/http, 9000:6379` → publish specs, each item checked on its own. */
-export function parsePublish(value: string, problems: string[]): PublishSpec[] {
+function parsePublish(value: string, problems: string[]): PublishSpec[] {
   const out: PublishSpec[] = [];
   for (const item of value.split(',').map((s) => s.trim()).filter(Boolean)) {
     const m = /^(\d+):(\d+)(?:\/([a-z]+))?$/.exec(item);

@@ -103,7 +103,7 @@ export class Backend {
   }
 }
 
-export function backendKey(spec: BackendSpec): string {
+function backendKey(spec: BackendSpec): string {
   return `${spec.id}@${spec.host}:${spec.port}`;
 }
 
