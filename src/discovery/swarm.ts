@@ -36,6 +36,10 @@ export interface SwarmDiscoveryOptions {
   onError: (err: unknown) => void;
 }
 
+/** After an event, tasks are polled every BURST_POLL_MS for BURST_MS. */
+const BURST_MS = 3000;
+const BURST_POLL_MS = 200;
+
 /** Longest wait between reads while the engine is unreachable. */
 export const MAX_BACKOFF = 8_000;
 
@@ -47,6 +51,7 @@ export class SwarmDiscovery {
   #timer: NodeJS.Timeout | undefined;
   #events: NodeJS.ReadableStream | undefined;
   #failures = 0;
+  #burstUntil = 0;
   #stopped = false;
   #running: Promise<void> | undefined;
 
@@ -68,9 +73,15 @@ export class SwarmDiscovery {
     this.#timer = setTimeout(() => void this.#tick(), delay);
   }
 
-  /** Re-lists now (coalescing with a run already under way). */
+  /**
+   * Re-lists now (coalescing with a run already under way), then polls tasks
+   * fast for a moment: after a service update or scale the orchestrator moves
+   * tasks to shutdown or running within the next second, and each of them should
+   * leave or join the table as soon as it does.
+   */
   refreshSoon(full: boolean): void {
     if (full) this.#fullWanted = true;
+    this.#burstUntil = Date.now() + BURST_MS;
     this.#schedule(20);
   }
 
@@ -80,7 +91,7 @@ export class SwarmDiscovery {
     try {
       await this.#running;
       this.#failures = 0;
-      this.#schedule(this.#o.taskPollInterval);
+      this.#schedule(Date.now() < this.#burstUntil ? Math.min(BURST_POLL_MS, this.#o.taskPollInterval) : this.#o.taskPollInterval);
     } catch (err) {
       this.#failures++;
       this.#fullWanted = true;
