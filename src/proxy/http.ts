@@ -1,15 +1,15 @@
-// L7: node's HTTP server in front, undici's per-backend keep-alive pools
-// behind (measured in bench/: about twice the throughput of http-proxy). Headers
-// travel as flat raw arrays, so a request costs no header objects on either side.
+// L7: node's HTTP server in front, meshd's lean per-backend keep-alive client
+// behind (upstream.ts; bench/ has the measurements that chose it over undici and
+// http-proxy). Headers travel as flat raw arrays and one head string.
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
 import { errorBody, errorCodeOf, errorStatus, isConnectError, type ErrorCode } from '../core/errors.js';
 import { reportFailure, reportSuccess } from '../health/outlier.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
 import { pipeToBackend } from './pipe.js';
+import { UpstreamPool, type Sink } from './upstream.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
 const DROP_REQUEST = new Set([
@@ -53,17 +53,16 @@ function upstreamHeaders(req: http.IncomingMessage, keepUpgrade: boolean): strin
   return out;
 }
 
-function responseHeaders(raw: Buffer[]): string[] {
-  const out: string[] = [];
+function responseHeaders(raw: string[]): string[] {
   let extra: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toString('latin1').toLowerCase() === 'connection') extra = connectionTokens(raw[i + 1]!.toString('latin1'));
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') extra = connectionTokens(raw[i + 1]);
   }
+  const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const lower = name.toLowerCase();
+    const lower = raw[i]!.toLowerCase();
     if (DROP_RESPONSE.has(lower) || extra?.has(lower)) continue;
-    out.push(name, raw[i + 1]!.toString('latin1'));
+    out.push(raw[i]!, raw[i + 1]!);
   }
   return out;
 }
@@ -79,19 +78,15 @@ function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): vo
   res.end(body);
 }
 
-function poolFor(ctx: ProxyContext, b: Backend): Pool {
+function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
   if (!b.pool) {
-    const host = b.host.includes(':') ? `[${b.host}]` : b.host;
-    b.pool = new Pool(`http://${host}:${b.port}`, {
-      connections: 512,
-      pipelining: 1,
-      connectTimeout: ctx.connectTimeout,
-      headersTimeout: ctx.responseTimeout,
-      bodyTimeout: 0,
-      keepAliveTimeout: 30_000,
+    b.pool = new UpstreamPool({
+      host: b.host, port: b.port,
+      connectTimeout: ctx.connectTimeout, responseTimeout: ctx.responseTimeout,
+      maxConnections: 512, idleTimeout: 30_000,
     });
   }
-  return b.pool as Pool;
+  return b.pool as UpstreamPool;
 }
 
 /** Finds the route for a request by its Host header. */
@@ -105,11 +100,10 @@ function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Ro
   return entry.byHost.get(name) ?? entry.default;
 }
 
-/** One request on its way through one backend; undici calls it back as the response arrives. */
-class Forward implements Dispatcher.DispatchHandler {
-  #abort: ((err?: Error) => void) | undefined;
-  #started = false;
+/** One request on its way through one backend; the upstream client calls it back as the response arrives. */
+class Forward implements Sink {
   #done = false;
+  abort: (() => void) | undefined;
 
   constructor(
     readonly ctx: ProxyContext,
@@ -121,45 +115,42 @@ class Forward implements Dispatcher.DispatchHandler {
     readonly retried: boolean,
   ) {}
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
-  }
-
   /** The client went away before the response ended. */
   cancel(): void {
-    if (!this.#done) this.#abort?.(new Error('client closed'));
+    if (this.#done) return;
+    this.#finish();
+    this.abort?.();
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true;
-    this.#started = true;
-    this.res.writeHead(statusCode, statusText, responseHeaders(rawHeaders));
-    this.res.on('drain', resume);
-    return true;
+  onHead(status: number, reason: string, headers: string[]): void {
+    this.res.writeHead(status, reason, responseHeaders(headers));
   }
 
-  onData(chunk: Buffer): boolean {
-    return this.res.write(chunk);
+  onData(chunk: Buffer, resume: () => void): boolean {
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', resume);
+    return false;
   }
 
-  onComplete(): void {
+  onEnd(): void {
+    if (this.#done) return;
     this.#finish();
     reportSuccess(this.b);
     this.res.end();
   }
 
-  onError(err: Error): void {
+  onError(err: NodeJS.ErrnoException, sent: boolean): void {
     if (this.#done) return;
     this.#finish();
     if (this.res.destroyed || this.req.destroyed && !this.req.complete) return;
     const code = errorCodeOf(err);
-    const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+    const timeout = code === 'HEADERS_TIMEOUT';
     if (timeout) this.b.countError(code);
     else reportFailure(this.b, err, this.ctx.log);
     // Nothing reached the backend (refused connect), or a request without body
-    // that is safe to repeat lost its keep-alive socket before any answer.
+    // that is safe to repeat lost its keep-alive connection before any answer.
     const safe = isConnectError(err) || (!this.hasBody && IDEMPOTENT.has(this.req.method!));
-    if (!this.retried && !this.#started && !timeout && safe) {
+    if (!this.retried && !sent && !timeout && safe) {
       this.ctx.stats.retries++;
       forward(this.ctx, this.route, this.req, this.res, this.b);
       return;
@@ -174,21 +165,28 @@ class Forward implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The request head for the backend: request line, headers, and the framing meshd adds. */
+function requestHead(req: http.IncomingMessage, b: Backend, chunked: boolean): string {
+  const headers = upstreamHeaders(req, false);
+  let head = `${req.method} ${req.url} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  if (!req.headers.host) head += `host: ${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}\r\n`;
+  if (chunked) head += 'transfer-encoding: chunked\r\n';
+  return head + '\r\n';
+}
+
 function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, failed?: Backend): void {
   const b = route.pick(failed);
-  if (!b) return reply(ctx, res, 'NO_HEALTHY_BACKEND');
+  // On a retry with no other backend left, the failure the client should hear of is the first one.
+  if (!b) return reply(ctx, res, failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND');
   b.active++;
   b.requests++;
-  const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
+  const length = req.headers['content-length'];
+  const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
+  const hasBody = chunked || (length !== undefined && length !== '0');
   const handler = new Forward(ctx, route, b, req, res, hasBody, failed !== undefined);
   res.once('close', () => handler.cancel());
-  poolFor(ctx, b).dispatch({
-    origin: undefined,
-    path: req.url!,
-    method: req.method as Dispatcher.HttpMethod,
-    headers: upstreamHeaders(req, false),
-    body: hasBody ? req : null,
-  }, handler);
+  handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(req, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
 }
 
 /** WebSocket and other upgrades: the request head is replayed to a backend, then bytes are piped. */

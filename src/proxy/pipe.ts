@@ -29,8 +29,10 @@ class Piped implements Closable {
 export function pipeToBackend(ctx: ProxyContext, route: Route, client: Duplex, opts: PipeOptions, failed?: Backend): void {
   const b = route.pick(failed);
   if (!b) {
-    ctx.stats.count('NO_HEALTHY_BACKEND');
-    return opts.giveUp('NO_HEALTHY_BACKEND');
+    // On a retry with no other backend left, the failure to report is the first one.
+    const code = failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND';
+    ctx.stats.count(code);
+    return opts.giveUp(code);
   }
   b.active++;
   b.requests++;
