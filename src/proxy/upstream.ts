@@ -56,6 +56,7 @@ class Connection {
   pending: Buffer | undefined;
   connected = false;
   #timer: NodeJS.Timeout | undefined;
+  readonly #resume = () => this.socket.resume();
 
   constructor(readonly pool: UpstreamPool) {
     const o = pool.options;
@@ -83,9 +84,16 @@ class Connection {
     if (this.connected) this.#armResponseTimeout();
     const s = this.socket;
     s.write(ex.head, 'latin1');
-    const body = ex.body;
-    if (!body) return;
+    if (!ex.body) return;
     this.bodyDone = false;
+    // The body starts flowing only once connected: a refused connect leaves it
+    // unread, so the request can still go to another backend whole.
+    if (this.connected) this.#sendBody(ex, ex.body);
+    else s.once('connect', () => { if (this.exchange === ex) this.#sendBody(ex, ex.body!); });
+  }
+
+  #sendBody(ex: Exchange, body: Readable): void {
+    const s = this.socket;
     body.on('data', (c: Buffer) => {
       if (this.exchange !== ex) return;
       let ok: boolean;
@@ -252,7 +260,7 @@ class Connection {
 
   #deliver(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    if (!this.exchange!.sink.onData(chunk, () => this.socket.resume())) this.socket.pause();
+    if (!this.exchange!.sink.onData(chunk, this.#resume)) this.socket.pause();
   }
 
   #complete(): void {

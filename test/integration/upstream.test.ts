@@ -144,6 +144,22 @@ describe('upstream HTTP/1.1 client', () => {
     assert.equal((await request(port, { path: '/length' })).body, 'hello');
   });
 
+  it('sends a request body whole to the second backend when the first refuses the connection', async () => {
+    const closed = await freePort();
+    const p2 = await freePort();
+    await m.update([
+      { name: 'raw', publish: port, mode: 'http', backends: [`127.0.0.1:${backend.port}`] },
+      { name: 'retry', publish: p2, mode: 'http', backends: [`127.0.0.1:${closed}`, `127.0.0.1:${backend.port}`] },
+    ]);
+    const bodies: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await request(p2, { method: 'POST', path: '/echo-body', headers: { 'content-length': '10' }, body: ['0123', '456789'] });
+      bodies.push(`${r.status} ${r.body}`);
+    }
+    assert.deepEqual(bodies, Array(4).fill('200 0123456789'));
+    assert.ok(m.meshd.stats.retries >= 1, 'the refused connect was retried');
+  });
+
   it('reuses upstream connections across requests', async () => {
     const before = backend.connections;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
