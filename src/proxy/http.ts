@@ -123,11 +123,12 @@ class Forward implements Sink {
   }
 
   onHead(status: number, reason: string, headers: string[]): void {
-    this.res.writeHead(status, reason, responseHeaders(headers));
+    if (!this.#done) this.res.writeHead(status, reason, responseHeaders(headers));
   }
 
   onData(chunk: Buffer, resume: () => void): boolean {
-    if (this.res.write(chunk)) return true;
+    // After the client left, the rest of the response is read and dropped, so the connection can be reused.
+    if (this.#done || this.res.write(chunk)) return true;
     this.res.once('drain', resume);
     return false;
   }

@@ -340,7 +340,7 @@ export class UpstreamPool implements Closable {
   }
 
   forget(conn: Connection): void {
-    this.#all.delete(conn);
+    if (!this.#all.delete(conn)) return;
     const i = this.#idle.indexOf(conn);
     if (i >= 0) this.#idle.splice(i, 1);
     // A queued request waits for a free connection; this one just freed a place.
