@@ -86,24 +86,16 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
         if (!value.startsWith('/')) p.push(`${name}: "${value}" must start with /; probes use TCP connect instead`);
         else out.health.path = value;
         break;
-      case 'meshd.health.interval': {
-        const v = durationLabel(name, value, p);
-        if (v !== undefined) out.health.interval = v;
-        break;
-      }
+      case 'meshd.health.interval':
       case 'meshd.health.timeout': {
         const v = durationLabel(name, value, p);
-        if (v !== undefined) out.health.timeout = v;
+        if (v !== undefined) out.health[name === 'meshd.health.interval' ? 'interval' : 'timeout'] = v;
         break;
       }
-      case 'meshd.health.rise': {
-        const v = countLabel(name, value, p);
-        if (v !== undefined) out.health.rise = v;
-        break;
-      }
+      case 'meshd.health.rise':
       case 'meshd.health.fall': {
         const v = countLabel(name, value, p);
-        if (v !== undefined) out.health.fall = v;
+        if (v !== undefined) out.health[name === 'meshd.health.rise' ? 'rise' : 'fall'] = v;
         break;
       }
       case 'meshd.hosts':
