@@ -31,26 +31,44 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
   return names.length ? new Set(names) : undefined;
 }
 
-/** The request headers to send upstream: raw pairs minus hop-by-hop, plus X-Forwarded-*. */
-function upstreamHeaders(req: http.IncomingMessage, keepUpgrade: boolean): string[] {
+/** What meshd needs of a request's headers, read in one pass over the raw pairs. */
+interface RequestHead {
+  /** Headers for the backend: raw pairs minus hop-by-hop, plus X-Forwarded-*. */
+  headers: string[];
+  host: string | undefined;
+  length: string | undefined;
+  chunked: boolean;
+}
+
+function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean): RequestHead {
   const raw = req.rawHeaders;
-  const extra = connectionTokens(req.headers.connection);
   const out: string[] = [];
+  let host: string | undefined;
+  let length: string | undefined;
+  let chunked = false;
   let xff: string | undefined;
+  let extra: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    const value = raw[i + 1]!;
     const lower = name.toLowerCase();
-    if (DROP_REQUEST.has(lower) || extra?.has(lower)) {
-      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1];
-      else if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, raw[i + 1]!);
+    if (lower === 'host') host = value;
+    else if (lower === 'content-length') length = value;
+    else if (DROP_REQUEST.has(lower)) {
+      if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
+      else if (lower === 'transfer-encoding') chunked = true;
+      else if (lower === 'connection') extra = connectionTokens(value);
+      if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, value);
       continue;
     }
-    out.push(name, raw[i + 1]!);
+    out.push(name, value);
   }
+  // Names listed in Connection are hop-by-hop too; it may come after them, hence a second pass (rare).
+  const headers = extra ? out.filter((_, i) => !extra!.has(out[i - (i % 2)]!.toLowerCase())) : out;
   const ip = clientIp(req.socket);
-  out.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', 'http');
-  if (req.headers.host) out.push('x-forwarded-host', req.headers.host);
-  return out;
+  headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', 'http');
+  if (host) headers.push('x-forwarded-host', host);
+  return { headers, host, length, chunked };
 }
 
 function responseHeaders(raw: string[]): string[] {
@@ -111,6 +129,7 @@ class Forward implements Sink {
     readonly b: Backend,
     readonly req: http.IncomingMessage,
     readonly res: http.ServerResponse,
+    readonly rh: RequestHead,
     readonly hasBody: boolean,
     readonly retried: boolean,
   ) {}
@@ -153,7 +172,7 @@ class Forward implements Sink {
     const safe = isConnectError(err) || (!this.hasBody && IDEMPOTENT.has(this.req.method!));
     if (!this.retried && !sent && !timeout && safe) {
       this.ctx.stats.retries++;
-      forward(this.ctx, this.route, this.req, this.res, this.b);
+      forward(this.ctx, this.route, this.req, this.res, this.rh, this.b);
       return;
     }
     this.ctx.log.debug({ route: this.route.spec.name, backend: this.b.key, code }, 'upstream request failed');
@@ -167,34 +186,33 @@ class Forward implements Sink {
 }
 
 /** The request head for the backend: request line, headers, and the framing meshd adds. */
-function requestHead(req: http.IncomingMessage, b: Backend, chunked: boolean): string {
-  const headers = upstreamHeaders(req, false);
+function requestHead(req: http.IncomingMessage, rh: RequestHead, b: Backend, chunked: boolean): string {
+  const headers = rh.headers;
   let head = `${req.method} ${req.url} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  if (!req.headers.host) head += `host: ${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}\r\n`;
+  if (!rh.host) head += `host: ${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}\r\n`;
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return head + '\r\n';
 }
 
-function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, failed?: Backend): void {
+function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, rh: RequestHead, failed?: Backend): void {
   const b = route.pick(failed);
   // On a retry with no other backend left, the failure the client should hear of is the first one.
   if (!b) return reply(ctx, res, failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND');
   b.active++;
   b.requests++;
-  const length = req.headers['content-length'];
-  const chunked = length === undefined && req.headers['transfer-encoding'] !== undefined;
-  const hasBody = chunked || (length !== undefined && length !== '0');
-  const handler = new Forward(ctx, route, b, req, res, hasBody, failed !== undefined);
+  const chunked = rh.length === undefined && rh.chunked;
+  const hasBody = chunked || (rh.length !== undefined && rh.length !== '0');
+  const handler = new Forward(ctx, route, b, req, res, rh, hasBody, failed !== undefined);
   res.once('close', () => handler.cancel());
-  handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(req, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
+  handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(req, rh, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
 }
 
 /** WebSocket and other upgrades: the request head is replayed to a backend, then bytes are piped. */
 function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
   pipeToBackend(ctx, route, client, {
     preamble: () => {
-      const headers = upstreamHeaders(req, true);
+      const headers = readRequestHead(req, true).headers;
       let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
       return head.length ? Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]) : text + '\r\n';
@@ -215,9 +233,10 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
     socket.once('close', () => ctx.stats.connections--);
   });
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const route = routeFor(ctx, port, req.headers.host);
+    const rh = readRequestHead(req, false);
+    const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
-    forward(ctx, route, req, res);
+    forward(ctx, route, req, res, rh);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
