@@ -38,7 +38,7 @@ function routesView(table: Table, listeners: Listeners, discoveryError?: string)
         address: `${b.host}:${b.port}`,
         node: b.node ?? null,
         state: b.draining ? 'draining' : b.eligible ? 'active' : 'out',
-        health: { active: b.activeDown ? 'down' : 'up', ejected: b.ejected, failed: b.failed, lastProbeError: b.lastProbeError ?? null },
+        health: { active: b.activeDown ? 'down' : b.pending ? 'pending' : 'up', ejected: b.ejected, failed: b.failed, lastProbeError: b.lastProbeError ?? null },
         active: b.active,
         requests: b.requests,
         failures: b.failures,

@@ -1,7 +1,10 @@
 // Active health checks: every backend of the live table is probed from this
-// node on its route's interval, by TCP connect or HTTP GET. `fall` failures in a
+// node on its route's interval, by TCP connect or HTTP GET. A new backend is
+// probed at once and receives work after its first pass. `fall` failures in a
 // row take it out; `rise` passes in a row bring it back, and also end a passive
-// ejection, so a backend that failed returns only once it answers again.
+// ejection, so a backend that failed returns only once it answers again. While
+// a backend is between states it is probed at the fast interval, so a new task
+// joins and a wrongly ejected one returns within a fraction of a second.
 import net from 'node:net';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/log.js';
@@ -40,13 +43,19 @@ export async function probeHttp(dispatcher: Agent, host: string, port: number, p
   }
 }
 
+/** The probe interval for backends between states (HAProxy's `fastinter`). */
+export const FAST_INTERVAL_MS = 200;
+
 /** Applies one probe result to a backend's rise/fall state. */
 export function recordProbe(b: Backend, result: ProbeResult, rise: number, fall: number): void {
   if (result.ok) {
     b.failStreak = 0;
     b.okStreak++;
     b.lastProbeError = undefined;
+    // One pass proves a new backend; one that went down or was ejected needs `rise`.
+    if (b.pending && !b.activeDown && !b.ejected) b.setFlag('pending', false);
     if (b.okStreak >= rise) {
+      b.setFlag('pending', false);
       b.consecutiveFailures = 0;
       b.setFlag('activeDown', false);
       b.setFlag('ejected', false);
@@ -63,6 +72,8 @@ export class Prober {
   readonly #table: Table;
   readonly #log: Logger;
   readonly #timers = new Map<Backend, NodeJS.Timeout>();
+  /** Backends with a probe in flight; their next probe is scheduled when it ends. */
+  readonly #inFlight = new Set<Backend>();
   readonly #agent = new Agent({ keepAliveTimeout: 1, pipelining: 0 });
   #stopped = false;
 
@@ -70,6 +81,12 @@ export class Prober {
     this.#table = table;
     this.#log = log;
     table.on('applied', () => this.reconcile());
+    // Live traffic ejected a backend: probe it soon rather than at the next interval.
+    table.on('health', (b, flag, value) => {
+      if (flag !== 'ejected' || !value || this.#inFlight.has(b) || !this.#timers.has(b)) return;
+      clearTimeout(this.#timers.get(b));
+      this.#schedule(b, Math.min(b.route.spec.health.interval, FAST_INTERVAL_MS));
+    });
   }
 
   /** Starts probes for new backends and stops those of backends that left. */
@@ -79,7 +96,8 @@ export class Prober {
     for (const b of this.#table.allBackends()) {
       if (b.draining) continue;
       live.add(b);
-      if (!this.#timers.has(b)) this.#schedule(b, Math.random() * Math.min(b.route.spec.health.interval, 1000));
+      // A new backend at once; a known one (e.g. after a restart of meshd) with some jitter.
+      if (!this.#timers.has(b)) this.#schedule(b, b.pending ? 0 : Math.random() * Math.min(b.route.spec.health.interval, 1000));
     }
     for (const [b, timer] of this.#timers) {
       if (live.has(b)) continue;
@@ -96,9 +114,11 @@ export class Prober {
 
   async #run(b: Backend): Promise<void> {
     const h = b.route.spec.health;
+    this.#inFlight.add(b);
     const result = h.path
       ? await probeHttp(this.#agent, b.host, b.port, h.path, h.timeout)
       : await probeTcp(b.host, b.port, h.timeout);
+    this.#inFlight.delete(b);
     if (this.#stopped || !this.#timers.has(b)) return;
     const wasDown = b.activeDown || b.ejected;
     recordProbe(b, result, h.rise, h.fall);
@@ -106,7 +126,7 @@ export class Prober {
     if (wasDown !== isDown) {
       this.#log.info({ route: b.route.spec.name, backend: b.key, healthy: !isDown, error: b.lastProbeError }, isDown ? 'backend failed its health checks' : 'backend passed its health checks');
     }
-    this.#schedule(b, h.interval);
+    this.#schedule(b, b.settling ? Math.min(h.interval, FAST_INTERVAL_MS) : h.interval);
   }
 
   stop(): void {

@@ -20,6 +20,12 @@ export class Backend {
   route: Route;
 
   // Health sources: each owns one flag; eligible only when all agree.
+  /**
+   * Not yet seen answering a probe from this node. A swarm task counts as
+   * running before its process listens, and before every node has learned its
+   * overlay address; its first probe (sent at once) proves it reachable.
+   */
+  pending = true;
   /** Task desired state is shutdown (from discovery). */
   draining = false;
   /** Gone from the routing table; finishing in-flight work. */
@@ -60,15 +66,23 @@ export class Backend {
   }
 
   get eligible(): boolean {
-    return !this.draining && !this.removed && !this.activeDown && !this.ejected && !this.failed;
+    return !this.pending && !this.draining && !this.removed && !this.activeDown && !this.ejected && !this.failed;
   }
 
   get healthy(): boolean {
-    return !this.activeDown && !this.ejected && !this.failed;
+    return !this.pending && !this.activeDown && !this.ejected && !this.failed;
+  }
+
+  /**
+   * Between states, so probed at the fast interval: awaiting its first pass,
+   * ejected by traffic, or part way to `fall`; once down, part way to `rise`.
+   */
+  get settling(): boolean {
+    return this.activeDown ? this.okStreak > 0 : this.pending || this.ejected || this.failStreak > 0;
   }
 
   /** Changes one health flag and lets the route recompute its picks. */
-  setFlag(flag: 'draining' | 'activeDown' | 'ejected' | 'failed', value: boolean): void {
+  setFlag(flag: 'pending' | 'draining' | 'activeDown' | 'ejected' | 'failed', value: boolean): void {
     if (this[flag] === value) return;
     this[flag] = value;
     this.route.refresh();

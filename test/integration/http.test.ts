@@ -98,7 +98,7 @@ describe('L7 proxy', () => {
   });
 
   it('follows routes file changes without dropping in-flight requests', async () => {
-    const slow = new Backend('slow', (_req, res) => setTimeout(() => res.end('slow'), 600));
+    const slow = new Backend('slow', (req, res) => (req.url === '/health' ? res.end('ok') : setTimeout(() => res.end('slow'), 600)));
     await slow.start();
     await m.update([{ ...route(), backends: [slow.address] }]);
     const inFlight = get(port);

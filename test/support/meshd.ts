@@ -38,8 +38,14 @@ export class TestMeshd {
     this.config = config;
     this.meshd = await startMeshd(config, silentLogger());
     await waitFor(() => this.meshd.table.loaded, 5000, 'first table');
-    await this.meshd.settled();
+    await this.probed();
     return this;
+  }
+
+  /** Waits for the listeners and for every new backend's first probe (passed or failed). */
+  async probed(): Promise<void> {
+    await this.meshd.settled();
+    await waitFor(() => [...this.meshd.table.allBackends()].every((b) => !b.pending || b.lastProbeError !== undefined || b.draining), 5000, 'first probes');
   }
 
   writeRoutes(routes: FileRoute[]): void {
@@ -54,7 +60,7 @@ export class TestMeshd {
     const before = this.meshd.table.version;
     this.writeRoutes(routes);
     await waitFor(() => this.meshd.table.version > before, 5000, 'table update');
-    await this.meshd.settled();
+    await this.probed();
   }
 
   backend(port: number, address: string) {

@@ -11,12 +11,34 @@ import { Table, type Backend } from '../../src/table/table.js';
 function oneBackend(): Backend {
   const t = new Table({ drainTimeout: 1000 });
   t.apply({ routes: [{ name: 'web', mode: 'tcp', port: 80, hosts: [], health: { interval: 1000, timeout: 500, rise: 2, fall: 3 }, backends: [{ id: 't1', host: '127.0.0.1', port: 1, draining: false }], proxyProtocol: false, problems: [] }], notices: [] });
-  return [...t.allBackends()][0]!;
+  const b = [...t.allBackends()][0]!;
+  recordProbe(b, { ok: true }, 2, 3);
+  return b;
 }
 const ok = { ok: true } as const;
 const fail = { ok: false, error: 'ECONNREFUSED' } as const;
 
 describe('health state', () => {
+  it('takes a new backend in after its first pass; one that failed first needs `rise` passes', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    const spec = (id: string, port: number) => ({ id, host: '127.0.0.1', port, draining: false });
+    t.apply({ routes: [{ name: 'web', mode: 'tcp', port: 80, hosts: [], health: { interval: 1000, timeout: 500, rise: 2, fall: 3 }, backends: [spec('t1', 1), spec('t2', 2)], proxyProtocol: false, problems: [] }], notices: [] });
+    const [b1, b2] = [...t.allBackends()];
+    assert.equal(b1!.eligible, false);
+    assert.equal(b1!.settling, true, 'a new backend is probed at the fast interval');
+    recordProbe(b1!, ok, 2, 3);
+    assert.equal(b1!.eligible, true);
+    assert.equal(b1!.settling, false);
+    for (let i = 0; i < 3; i++) recordProbe(b2!, fail, 2, 3);
+    assert.equal(b2!.activeDown, true);
+    assert.equal(b2!.settling, false, 'a backend that is down waits the normal interval');
+    recordProbe(b2!, ok, 2, 3);
+    assert.equal(b2!.eligible, false);
+    assert.equal(b2!.settling, true, 'part way to rise');
+    recordProbe(b2!, ok, 2, 3);
+    assert.equal(b2!.eligible, true);
+  });
+
   it('goes down after `fall` failures in a row and up after `rise` passes in a row', () => {
     const b = oneBackend();
     recordProbe(b, fail, 2, 3);

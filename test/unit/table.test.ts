@@ -11,11 +11,29 @@ function route(name: string, port: number, backends: BackendSpec[], extra: Parti
   return { name, mode: 'tcp', port, hosts: [], health, backends, proxyProtocol: false, problems: [], ...extra };
 }
 const rt = (...routes: RouteSpec[]): RoutingTable => ({ routes, notices: [] });
+/** Applies a table and lets every new backend pass its first probe, as the prober would. */
+function apply(t: Table, next: RoutingTable): boolean {
+  const changed = t.apply(next);
+  for (const b of t.allBackends()) b.setFlag('pending', false);
+  return changed;
+}
 
 describe('Table', () => {
+  it('gives no work to a new backend until it has passed a probe', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    t.apply(rt(route('web', 80, [backend('t1')])));
+    const r = t.ports.get(80)!.default!;
+    assert.equal(r.pick(), undefined);
+    const [b1] = [...r.backends.values()];
+    b1!.setFlag('pending', false);
+    assert.equal(r.pick(), b1);
+    t.apply(rt(route('web', 80, [backend('t1'), backend('t2')])));
+    assert.deepEqual([r.pick()!.id, r.pick()!.id], ['t1', 't1'], 't1 stays proven; t2 waits');
+  });
+
   it('picks round-robin, each backend equally often', () => {
     const t = new Table({ drainTimeout: 1000 });
-    t.apply(rt(route('web', 80, [backend('t1'), backend('t2'), backend('t3')])));
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2'), backend('t3')])));
     const r = t.ports.get(80)!.default!;
     const counts = new Map<string, number>();
     const order: string[] = [];
@@ -30,7 +48,7 @@ describe('Table', () => {
 
   it('skips backends that any health source has taken out, and returns undefined when none is left', () => {
     const t = new Table({ drainTimeout: 1000 });
-    t.apply(rt(route('web', 80, [backend('t1'), backend('t2'), backend('t3', { draining: true })])));
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2'), backend('t3', { draining: true })])));
     const r = t.ports.get(80)!.default!;
     const [b1, b2] = [...r.backends.values()];
     b1!.setFlag('activeDown', true);
@@ -43,26 +61,26 @@ describe('Table', () => {
 
   it('pick(avoid) gives another backend when there is one', () => {
     const t = new Table({ drainTimeout: 1000 });
-    t.apply(rt(route('web', 80, [backend('t1'), backend('t2')])));
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2')])));
     const r = t.ports.get(80)!.default!;
     for (let i = 0; i < 10; i++) {
       const first = r.pick()!;
       assert.notEqual(r.pick(first), first);
     }
-    t.apply(rt(route('web', 80, [backend('t1')])));
+    apply(t, rt(route('web', 80, [backend('t1')])));
     const only = r.pick()!;
     assert.equal(r.pick(only), undefined);
   });
 
   it('keeps health state and counters of backends that stay; a new table version only on change', () => {
     const t = new Table({ drainTimeout: 1000 });
-    assert.equal(t.apply(rt(route('web', 80, [backend('t1'), backend('t2')]))), true);
+    assert.equal(apply(t, rt(route('web', 80, [backend('t1'), backend('t2')]))), true);
     const b1 = t.routes.get('80 web')!.backends.get('t1@10.0.0.1:80')!;
     b1.requests = 42;
     b1.setFlag('ejected', true);
-    assert.equal(t.apply(rt(route('web', 80, [backend('t1'), backend('t2')]))), false);
+    assert.equal(apply(t, rt(route('web', 80, [backend('t1'), backend('t2')]))), false);
     assert.equal(t.version, 1);
-    assert.equal(t.apply(rt(route('web', 80, [backend('t1'), backend('t3')]))), true);
+    assert.equal(apply(t, rt(route('web', 80, [backend('t1'), backend('t3')]))), true);
     const again = t.routes.get('80 web')!.backends.get('t1@10.0.0.1:80')!;
     assert.equal(again, b1);
     assert.equal(again.requests, 42);
@@ -72,13 +90,13 @@ describe('Table', () => {
 
   it('drains removed backends: no new picks, closed once in-flight work is done', () => {
     const t = new Table({ drainTimeout: 60_000 });
-    t.apply(rt(route('web', 80, [backend('t1'), backend('t2')])));
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2')])));
     const r = t.ports.get(80)!.default!;
     const b2 = r.backends.get('t2@10.0.0.2:80')!;
     let closed = 0;
     b2.resources.add({ close: () => closed++, destroy: () => closed++ });
     b2.active = 1;
-    t.apply(rt(route('web', 80, [backend('t1')])));
+    apply(t, rt(route('web', 80, [backend('t1')])));
     assert.equal(b2.removed, true);
     for (let i = 0; i < 4; i++) assert.equal(r.pick()!.id, 't1');
     assert.equal(closed, 0, 'in-flight work keeps it open');
@@ -88,12 +106,12 @@ describe('Table', () => {
 
   it('force-closes a draining backend after the drain timeout', async () => {
     const t = new Table({ drainTimeout: 30 });
-    t.apply(rt(route('web', 80, [backend('t1')])));
+    apply(t, rt(route('web', 80, [backend('t1')])));
     const b = t.routes.get('80 web')!.backends.get('t1@10.0.0.1:80')!;
     const calls: string[] = [];
     b.resources.add({ close: () => calls.push('close'), destroy: () => calls.push('destroy') });
     b.active = 1;
-    t.apply(rt());
+    apply(t, rt());
     await new Promise((r) => setTimeout(r, 80));
     assert.deepEqual(calls, ['destroy']);
     assert.equal(t.ports.size, 0);
@@ -101,7 +119,7 @@ describe('Table', () => {
 
   it('routes L7 ports by host with a default', () => {
     const t = new Table({ drainTimeout: 1000 });
-    t.apply(rt(
+    apply(t, rt(
       route('counter', 80, [backend('t1')], { mode: 'http', hosts: ['counter.local.dev'] }),
       route('web', 80, [backend('t2')], { mode: 'http' }),
     ));
