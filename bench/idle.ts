@@ -1,35 +1,61 @@
-// Memory per connection: 1,000 clients each make one request, then stay idle.
+// Memory per connection: N clients (plain net sockets) each make one request
+// through a proxy and then stay open and idle; the proxy's RSS before and after
+// gives KiB per connection. For L4 targets every client connection also holds
+// one backend connection, so the figure covers both.
 import net from 'node:net';
-import { memoryKiB } from './proc.js';
+import { round, sleep } from './harness.js';
+import { familyKiB } from './proc.js';
 
-interface IdleTarget { label: string; port: number; pids: () => number[] }
-
-const rss = (pids: number[]) => pids.reduce((n, pid) => n + memoryKiB(pid, 'VmRSS'), 0);
+export interface IdleResult {
+  connections: number;
+  failed: number;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  kibPerConnection: number;
+  /** RSS after each quarter of the connections opened, to show the growth is steady rather than one jump. */
+  rssStepsKiB: number[];
+}
 
 function openOne(port: number): Promise<net.Socket | undefined> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: bench\r\n\r\n'));
-    const timer = setTimeout(() => { s.destroy(); resolve(undefined); }, 5000);
-    s.once('data', () => { clearTimeout(timer); resolve(s); });
-    s.on('error', () => { clearTimeout(timer); resolve(undefined); });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(undefined);
+    }, 5000);
+    s.once('data', () => {
+      clearTimeout(timer);
+      resolve(s);
+    });
+    s.on('error', () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
   });
 }
 
-export async function measureIdle(targets: IdleTarget[], count: number) {
-  const out: Record<string, { rssBeforeKiB: number; rssAfterKiB: number; kibPerConnection: number; failed: number }> = {};
-  for (const t of targets) {
-    const before = rss(t.pids());
-    const sockets: net.Socket[] = [];
-    let failed = 0;
-    for (let i = 0; i < count; i += 100) {
-      const batch = await Promise.all(Array.from({ length: Math.min(100, count - i) }, () => openOne(t.port)));
-      for (const s of batch) s ? sockets.push(s) : failed++;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-    const after = rss(t.pids());
-    out[t.label] = { rssBeforeKiB: before, rssAfterKiB: after, kibPerConnection: Math.round(((after - before) / count) * 10) / 10, failed };
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => setTimeout(r, 1000));
+export async function measureIdle(port: number, pid: number, count = 1000): Promise<IdleResult> {
+  const rss = () => familyKiB(pid, 'VmRSS');
+  const before = rss();
+  const sockets: net.Socket[] = [];
+  const steps: number[] = [];
+  let failed = 0;
+  const batch = 50;
+  for (let i = 0; i < count; i += batch) {
+    const opened = await Promise.all(Array.from({ length: Math.min(batch, count - i) }, () => openOne(port)));
+    for (const s of opened) (s ? sockets.push(s) : failed++);
+    if ((i + batch) % (count / 4) === 0) steps.push(rss());
   }
-  return out;
+  await sleep(1000);
+  const after = rss();
+  for (const s of sockets) s.destroy();
+  await sleep(500);
+  return {
+    connections: sockets.length,
+    failed,
+    rssBeforeKiB: before,
+    rssAfterKiB: after,
+    kibPerConnection: round((after - before) / Math.max(1, sockets.length), 1),
+    rssStepsKiB: steps,
+  };
 }

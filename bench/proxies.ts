@@ -1,13 +1,13 @@
-// Starts each load balancer under test on loopback in front of the same two
-// backends, with its configuration generated here.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Starts the backends and each load balancer under test on loopback, in front of
+// the same two backends (round-robin, keep-alive upstream), with configurations
+// generated into the run's temp dir. Every process goes on the cleanup list.
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { family } from './proc.js';
+import { HERE, ready, track, waitPort } from './harness.js';
 
-export const MESHD_MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/main.js');
+/** meshd's CLI in the same build as this file, whatever the outDir. */
+export const MESHD_MAIN = path.resolve(HERE, '../src/main.js');
 
 export interface Running {
   name: string;
@@ -15,124 +15,100 @@ export interface Running {
   child: ChildProcess;
 }
 
-/** Every process the suite started, killed on exit however the suite ends. */
-export const started = new Set<ChildProcess>();
-/** Kills a process and its children (nginx workers outlive a killed master otherwise). */
-export function killTree(child: ChildProcess): void {
-  if (child.exitCode !== null || child.pid === undefined) return;
-  for (const pid of family(child.pid).reverse()) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-  }
-}
-function killAll(): void {
-  for (const c of started) killTree(c);
-}
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { killAll(); process.exit(130); });
+const running = (name: string, child: ChildProcess): Running => ({ name, pid: child.pid!, child });
 
-export function track(child: ChildProcess): ChildProcess {
-  started.add(child);
-  child.once('exit', () => started.delete(child));
-  return child;
+/** Installs haproxy and nginx from Debian's packages when they are missing (the suite runs as root). */
+export function ensureTools(): void {
+  const missing = ['haproxy', 'nginx'].filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+  if (missing.length === 0) return;
+  process.stderr.write(`installing ${missing.join(', ')} from Debian's packages (apt-get)...\n`);
+  const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy nginx-light'], { stdio: 'inherit', timeout: 300_000 });
+  if (r.status !== 0) throw new Error('could not install haproxy and nginx-light');
 }
 
-/** Refuses to start a target on a port something else (a leftover of an earlier run) holds. */
-export async function assertFree(port: number): Promise<void> {
-  const free = await new Promise<boolean>((resolve) => {
-    const s = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-  if (!free) throw new Error(`port ${port} is in use: a leftover of an earlier run? (stop it, then run again)`);
+/** First line of `haproxy -v` / `nginx -v`, for the report. */
+export function toolVersions(): { haproxy: string; nginx: string } {
+  const first = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${r.stdout}${r.stderr}`.split('\n')[0]!.trim();
+  };
+  return { haproxy: first('haproxy', ['-v']), nginx: first('nginx', ['-v']) };
 }
 
-export async function waitPort(port: number, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port} after ${ms} ms`);
+export async function startBackends(ports: number[]): Promise<Running> {
+  const child = track(fork(path.join(HERE, 'backend.js'), ports.map(String), { stdio: 'ignore' }));
+  await ready(child);
+  return running('backends', child);
 }
 
-export interface Ports {
-  backends: [number, number];
-  meshdHttp: number;
-  meshdTcp: number;
-  meshdAdmin: number;
-  haproxyHttp: number;
-  haproxyTcp: number;
-  nginx: number;
+export interface MeshdPorts {
+  http?: number;
+  tcp?: number;
+  admin: number;
 }
 
-export async function startMeshd(dir: string, p: Ports, extraFlags: string[] = []): Promise<Running> {
-  for (const port of [p.meshdHttp, p.meshdTcp, p.meshdAdmin]) await assertFree(port);
-  const routes = path.join(dir, 'meshd-routes.yml');
-  const backends = p.backends.map((b) => `"127.0.0.1:${b}"`).join(', ');
-  fs.writeFileSync(routes, `routes:
-  - { name: http, publish: ${p.meshdHttp}, mode: http, backends: [${backends}], health: { interval: 5s } }
-  - { name: tcp, publish: ${p.meshdTcp}, mode: tcp, backends: [${backends}], health: { interval: 5s } }
-`);
-  const child = track(spawn(process.execPath, [MESHD_MAIN, '--provider', 'file', '--routes', routes, '--listen-host', '127.0.0.1',
-    '--admin-addr', `127.0.0.1:${p.meshdAdmin}`, '--log-level', 'warn', ...extraFlags], { stdio: ['ignore', 'ignore', 'inherit'] }));
-  await waitPort(p.meshdHttp);
-  await waitPort(p.meshdTcp);
-  return { name: 'meshd', pid: child.pid!, child };
+/** meshd from this build, one process serving an `http` and/or a `tcp` route over the backends. */
+export async function startMeshd(dir: string, ports: MeshdPorts, backends: number[]): Promise<Running> {
+  const list = backends.map((b) => `"127.0.0.1:${b}"`).join(', ');
+  const routes = [
+    ports.http && `  - { name: web, publish: ${ports.http}, mode: http, backends: [${list}], health: { interval: 5s, timeout: 1s } }`,
+    ports.tcp && `  - { name: web-tcp, publish: ${ports.tcp}, mode: tcp, backends: [${list}], health: { interval: 5s, timeout: 1s } }`,
+  ].filter(Boolean);
+  const file = path.join(fs.mkdtempSync(path.join(dir, 'meshd-')), 'routes.yml');
+  fs.writeFileSync(file, `routes:\n${routes.join('\n')}\n`);
+  return spawnMeshd(file, ports.admin, [ports.http, ports.tcp].filter((p): p is number => p !== undefined));
 }
 
-export async function startHaproxy(dir: string, p: Ports): Promise<Running> {
-  for (const port of [p.haproxyHttp, p.haproxyTcp]) await assertFree(port);
-  const cfg = path.join(dir, 'haproxy.cfg');
-  const servers = p.backends.map((b, i) => `  server s${i} 127.0.0.1:${b}`).join('\n');
-  fs.writeFileSync(cfg, `global
-  maxconn 8000
-defaults
-  timeout connect 3s
-  timeout client 60s
-  timeout server 60s
-frontend fh
-  mode http
-  bind 127.0.0.1:${p.haproxyHttp}
-  default_backend bh
-backend bh
-  mode http
-  balance roundrobin
-  http-reuse always
-${servers}
-frontend ft
-  mode tcp
-  bind 127.0.0.1:${p.haproxyTcp}
-  default_backend bt
-backend bt
-  mode tcp
-  balance roundrobin
-${servers}
-`);
+/** meshd on a given routes file; resolves once the admin port and `listen` ports accept. */
+export async function spawnMeshd(routesFile: string, admin: number, listen: number[], logLevel = 'warn'): Promise<Running> {
+  const child = track(spawn(process.execPath, [MESHD_MAIN, '--provider', 'file', '--routes', routesFile, '--listen-host', '127.0.0.1',
+    '--admin-addr', `127.0.0.1:${admin}`, '--log-level', logLevel], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  for (const port of [admin, ...listen]) await waitPort(port, child);
+  return running('meshd', child);
+}
+
+export interface HaproxyPorts {
+  http?: number;
+  tcp?: number;
+}
+
+/** HAProxy: `mode http` with `http-reuse always` and/or `mode tcp`, default threads (one per core), foreground (-db). */
+export async function startHaproxy(dir: string, ports: HaproxyPorts, backends: number[]): Promise<Running> {
+  const servers = backends.map((b, i) => `  server s${i} 127.0.0.1:${b}`).join('\n');
+  const sections = [
+    'global\n  maxconn 8000\ndefaults\n  timeout connect 3s\n  timeout client 60s\n  timeout server 60s\n  maxconn 8000',
+    ports.http && `frontend fh\n  mode http\n  bind 127.0.0.1:${ports.http}\n  default_backend bh\nbackend bh\n  mode http\n  balance roundrobin\n  http-reuse always\n${servers}`,
+    ports.tcp && `frontend ft\n  mode tcp\n  bind 127.0.0.1:${ports.tcp}\n  default_backend bt\nbackend bt\n  mode tcp\n  balance roundrobin\n${servers}`,
+  ].filter(Boolean);
+  const cfg = path.join(fs.mkdtempSync(path.join(dir, 'haproxy-')), 'haproxy.cfg');
+  fs.writeFileSync(cfg, sections.join('\n') + '\n');
   const child = track(spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] }));
-  await waitPort(p.haproxyHttp);
-  return { name: 'haproxy', pid: child.pid!, child };
+  for (const port of [ports.http, ports.tcp]) if (port) await waitPort(port, child);
+  return running('haproxy', child);
 }
 
-export async function startNginx(dir: string, p: Ports): Promise<Running> {
-  await assertFree(p.nginx);
-  const cfg = path.join(dir, 'nginx.conf');
-  const servers = p.backends.map((b) => `    server 127.0.0.1:${b};`).join('\n');
+/** nginx: upstream `keepalive`, one worker per core, foreground, with a private prefix, pid file, error log and temp dirs. */
+export async function startNginx(dir: string, port: number, backends: number[]): Promise<Running> {
+  const prefix = fs.mkdtempSync(path.join(dir, 'nginx-'));
+  const servers = backends.map((b) => `    server 127.0.0.1:${b};`).join('\n');
+  const cfg = path.join(prefix, 'nginx.conf');
   fs.writeFileSync(cfg, `worker_processes auto;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
-  client_body_temp_path ${dir}/nginx-body;
-  proxy_temp_path ${dir}/nginx-proxy;
+  client_body_temp_path ${prefix}/body;
+  proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fastcgi;
+  uwsgi_temp_path ${prefix}/uwsgi;
+  scgi_temp_path ${prefix}/scgi;
   upstream backends {
 ${servers}
     keepalive 128;
   }
   server {
-    listen 127.0.0.1:${p.nginx} backlog=1024;
+    listen 127.0.0.1:${port} backlog=1024;
     location / {
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -141,7 +117,7 @@ ${servers}
   }
 }
 `);
-  const child = track(spawn('nginx', ['-p', dir, '-c', cfg, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
-  await waitPort(p.nginx);
-  return { name: 'nginx', pid: child.pid!, child };
+  const child = track(spawn('nginx', ['-p', prefix, '-c', cfg, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  await waitPort(port, child);
+  return running('nginx', child);
 }

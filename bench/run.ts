@@ -1,181 +1,228 @@
-// `npm run bench`: meshd's hot path side by side with HAProxy, nginx and a direct
+// `npm run bench`: meshd L7 and L4 side by side with HAProxy, nginx and a direct
 // connection, all on loopback in front of the same two backends. Runs are
-// interleaved (A B C … A B C …) and reported as medians and as ratios taken in
-// the same run, which is what stays comparable on a shared machine.
-//   --rounds N (3)  --duration S (5)  --check (short run, compare with bench/baseline.json)
-import { execFileSync, fork, spawnSync } from 'node:child_process';
+// interleaved (A B C … A B C …) and reported as medians and as ratios taken
+// within each round, which is what stays comparable on a shared machine.
+//   --rounds N (3)  --duration S (4)
+//   --check           short run (meshd http and haproxy http only); exits 1 when
+//                     meshd ÷ HAProxy (L7, scenario a) is >15% below bench/baseline.json
+//   --write-baseline  record this run's ratio in bench/baseline.json
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { measureIdle } from './idle.js';
-import { cpuMicros, family, memoryKiB } from './proc.js';
-import { killTree, startHaproxy, startMeshd, startNginx, track, type Ports, type Running } from './proxies.js';
+import { startEngines, ENGINES } from './engines.js';
+import { HERE, freePort, killAll, killTree, median, round, runLoad, sleep } from './harness.js';
+import { measureIdle, type IdleResult } from './idle.js';
+import { familyCpu, familyKiB, RssSampler } from './proc.js';
+import { ensureTools, startBackends, startHaproxy, startMeshd, startNginx, toolVersions, type Running } from './proxies.js';
+import { markdown, type Cell, type Report, type ScenarioResult } from './report.js';
 import { measureTableUpdates } from './table-update.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SOURCE = path.resolve(HERE, '../../bench');
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const CHECK = process.argv.includes('--check');
-const ROUNDS = arg('rounds', CHECK ? 3 : 3);
-const DURATION = arg('duration', CHECK ? 3 : 5);
+interface Options { rounds: number; duration: number; check: boolean; writeBaseline: boolean }
 
-interface LoadOut { requests: number; rps: number; p50: number; p99: number; errors: number; non2xx: number }
-interface Target { label: string; port: number; proc?: Running }
-interface Scenario { name: string; connections: number; path: string; close: boolean }
+function options(): Options {
+  const argv = process.argv.slice(2);
+  const num = (name: string, def: number) => {
+    const i = argv.indexOf(`--${name}`);
+    if (i < 0) return def;
+    const v = Number(argv[i + 1]);
+    if (!Number.isFinite(v) || v <= 0 || v > 60) throw new Error(`--${name} needs a number from 1 to 60`);
+    return v;
+  };
+  const check = argv.includes('--check');
+  return { rounds: num('rounds', 3), duration: num('duration', check ? 3 : 4), check, writeBaseline: argv.includes('--write-baseline') };
+}
+
+interface Scenario { id: string; title: string; path: string; close: boolean; connections: number }
 
 const SCENARIOS: Scenario[] = [
-  { name: 'keep-alive, 100 B, 64 conns', connections: 64, path: '/', close: false },
-  { name: 'new connection per request, 64 conns', connections: 64, path: '/', close: true },
-  { name: 'keep-alive, 64 KiB body, 64 conns', connections: 64, path: '/64k', close: false },
+  { id: 'a', title: 'keep-alive, 100 B responses, 64 connections', path: '/', close: false, connections: 64 },
+  { id: 'b', title: 'new connection per request (Connection: close), 100 B, 64 connections', path: '/', close: true, connections: 64 },
+  { id: 'c', title: 'keep-alive, 64 KiB responses, 64 connections', path: '/64k', close: false, connections: 64 },
 ];
 
-function ensureTools(): void {
-  const missing = ['haproxy', 'nginx'].filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
-  if (missing.length === 0) return;
-  process.stderr.write(`installing ${missing.join(', ')} from Debian's packages...\n`);
-  execFileSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy nginx-light >/dev/null'], { stdio: 'inherit' });
+/** What the load generator is pointed at; `proc` is whose CPU and memory are sampled (none for direct). */
+interface Target { label: string; port: number; proc?: Running }
+
+/** The ratios reported for each scenario: [name, numerator, denominator, figure]. */
+const RATIOS: [string, string, string, 'rps' | 'p99' | 'cpuUsPerReq'][] = [
+  ['meshd http ÷ haproxy http, req/s', 'meshd http', 'haproxy http', 'rps'],
+  ['meshd http ÷ haproxy http, p99', 'meshd http', 'haproxy http', 'p99'],
+  ['meshd http ÷ haproxy http, CPU/req', 'meshd http', 'haproxy http', 'cpuUsPerReq'],
+  ['meshd http ÷ nginx, req/s', 'meshd http', 'nginx', 'rps'],
+  ['meshd tcp ÷ haproxy tcp, req/s', 'meshd tcp', 'haproxy tcp', 'rps'],
+  ['meshd tcp ÷ haproxy tcp, p99', 'meshd tcp', 'haproxy tcp', 'p99'],
+  ['meshd tcp ÷ haproxy tcp, CPU/req', 'meshd tcp', 'haproxy tcp', 'cpuUsPerReq'],
+  ['meshd http ÷ direct, req/s', 'meshd http', 'direct', 'rps'],
+  ['meshd tcp ÷ direct, req/s', 'meshd tcp', 'direct', 'rps'],
+];
+const CHECK_RATIO = 'meshd http ÷ haproxy http, req/s';
+
+const log = (line: string) => process.stderr.write(line + '\n');
+
+/** The source bench/ dir (results, baseline): npm runs from the project root; else beside the default build. */
+function sourceDir(): string {
+  for (const d of [path.resolve(process.cwd(), 'bench'), path.resolve(HERE, '../../bench')]) {
+    if (fs.existsSync(path.join(d, 'run.ts'))) return d;
+  }
+  throw new Error('cannot find the bench/ sources: run from the project root');
 }
 
-function load(port: number, s: Scenario, duration: number): LoadOut {
-  const opts = { url: `http://127.0.0.1:${port}${s.path}`, connections: s.connections, duration, ...(s.close ? { headers: { connection: 'close' } } : {}) };
-  const out = execFileSync(process.execPath, [path.join(HERE, 'load.js'), JSON.stringify(opts)], { encoding: 'utf8', timeout: (duration + 30) * 1000 });
-  return JSON.parse(out) as LoadOut;
+function machine(): Report['machine'] {
+  const cpu = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  return { nproc: os.availableParallelism(), cpu, node: process.version, kernel: os.release(), ...toolVersions() };
 }
 
-/** The L7 engine choice: bare forwarders on http-proxy and on undici's dispatch, next to meshd itself. */
-async function compareEngines(p: Ports, meshd: Running) {
-  const start = async (engine: string, port: number): Promise<Running> => {
-    const child = track(fork(path.join(HERE, 'engine-servers.js'), [engine, String(port), ...p.backends.map(String)], { stdio: 'ignore' }));
-    await new Promise((r) => child.once('message', r));
-    return { name: engine, pid: child.pid!, child };
-  };
-  const bare = [await start('http-proxy', 18040), await start('undici', 18041)];
-  const targets: Target[] = [
-    { label: 'meshd http', port: p.meshdHttp, proc: meshd },
-    { label: 'bare undici dispatch', port: 18041, proc: bare[1] },
-    { label: 'bare http-proxy', port: 18040, proc: bare[0] },
-  ];
-  const runs = new Map<string, { rps: number[]; cpu: number[] }>();
-  for (let round = 0; round < ROUNDS; round++) {
+/** Interleaved rounds of one scenario over the targets. */
+async function measure(s: Scenario, targets: Target[], opt: Options): Promise<ScenarioResult> {
+  const runs = new Map<string, { rps: number; p50: number; p99: number; errors: number; non2xx: number; cpu: number | null; rss: number | null }[]>();
+  for (let n = 1; n <= opt.rounds; n++) {
     for (const t of targets) {
-      const before = cpuOf(t.proc);
-      const r = load(t.port, SCENARIOS[0]!, DURATION);
-      const acc = runs.get(t.label) ?? { rps: [], cpu: [] };
-      acc.rps.push(r.rps);
-      acc.cpu.push((cpuOf(t.proc) - before) / r.requests);
-      runs.set(t.label, acc);
-      process.stderr.write(`engines | round ${round + 1} | ${t.label}: ${Math.round(r.rps)} req/s\n`);
+      const cpuBefore = t.proc ? familyCpu(t.proc.pid) : 0;
+      const rss = t.proc ? new RssSampler(t.proc.pid) : undefined;
+      const r = await runLoad({ url: `http://127.0.0.1:${t.port}${s.path}`, connections: s.connections, duration: opt.duration, close: s.close });
+      const peak = rss?.stop() ?? null;
+      const cpu = t.proc && r.requests ? (familyCpu(t.proc.pid) - cpuBefore) / r.requests : null;
+      runs.set(t.label, [...(runs.get(t.label) ?? []), { ...r, cpu, rss: peak }]);
+      log(`(${s.id}) round ${n}/${opt.rounds} ${t.label.padEnd(32)} ${String(r.rps).padStart(6)} req/s  p99 ${r.p99} ms  ${cpu === null ? '' : `${round(cpu, 1)} µs/req`}${r.errors + r.non2xx ? `  errors ${r.errors} non-2xx ${r.non2xx}` : ''}`);
     }
   }
-  for (const b of bare) killTree(b.child);
-  return Object.fromEntries([...runs].map(([label, a]) => [label, { rps: Math.round(median(a.rps)), cpuUsPerReq: Math.round(median(a.cpu)) }]));
+  const cells: Record<string, Cell> = {};
+  for (const [label, rs] of runs) {
+    const cpus = rs.map((r) => r.cpu).filter((c): c is number => c !== null);
+    const rsses = rs.map((r) => r.rss).filter((c): c is number => c !== null);
+    cells[label] = {
+      rps: Math.round(median(rs.map((r) => r.rps))),
+      p50: round(median(rs.map((r) => r.p50)), 2),
+      p99: round(median(rs.map((r) => r.p99)), 2),
+      errors: rs.reduce((n, r) => n + r.errors, 0),
+      non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
+      cpuUsPerReq: cpus.length ? round(median(cpus), 1) : null,
+      peakRssKiB: rsses.length ? Math.max(...rsses) : null,
+      rounds: rs.map((r) => ({ rps: r.rps, p99: r.p99, cpuUsPerReq: r.cpu === null ? null : round(r.cpu, 1) })),
+    };
+  }
+  const ratios: Record<string, number> = {};
+  for (const [name, a, b, figure] of RATIOS) {
+    const ra = cells[a]?.rounds;
+    const rb = cells[b]?.rounds;
+    if (!ra || !rb) continue;
+    const per = ra.map((x, i) => (x[figure] ?? NaN) / (rb[i]![figure] ?? NaN)).filter(Number.isFinite);
+    if (per.length) ratios[name] = round(median(per), 2);
+  }
+  return { title: s.title, connections: s.connections, cells, ratios };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const cpuOf = (p?: Running) => (p ? family(p.pid).reduce((n, pid) => n + cpuMicros(pid), 0) : 0);
+/** 1,000 idle connections through fresh instances, so RSS is not that of a heap grown under load. */
+async function idlePhase(dir: string, backends: number[]): Promise<Record<string, IdleResult>> {
+  const [mh, mt, ma, hh, ht, ng] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const meshd = await startMeshd(dir, { http: mh, tcp: mt, admin: ma }, backends);
+  const haproxy = await startHaproxy(dir, { http: hh, tcp: ht }, backends);
+  const nginx = await startNginx(dir, ng, backends);
+  const targets: Target[] = [
+    { label: 'meshd http', port: mh, proc: meshd }, { label: 'meshd tcp', port: mt, proc: meshd },
+    { label: 'haproxy http', port: hh, proc: haproxy }, { label: 'haproxy tcp', port: ht, proc: haproxy },
+    { label: 'nginx', port: ng, proc: nginx },
+  ];
+  const out: Record<string, IdleResult> = {};
+  try {
+    for (const t of targets) {
+      await runLoad({ url: `http://127.0.0.1:${t.port}/`, connections: 8, duration: 1 }); // code paths warm, pools open
+      await sleep(1000);
+      out[t.label] = await measureIdle(t.port, t.proc!.pid, 1000);
+      log(`idle ${t.label.padEnd(14)} ${JSON.stringify(out[t.label])}`);
+    }
+  } finally {
+    for (const p of [meshd, haproxy, nginx]) killTree(p.child);
+  }
+  return out;
+}
+
+async function suite(opt: Options, dir: string): Promise<Report> {
+  const backendPorts = [await freePort(), await freePort()];
+  const backends = await startBackends(backendPorts);
+  const p = { mh: await freePort(), mt: await freePort(), ma: await freePort(), hh: await freePort(), ht: await freePort(), ng: await freePort() };
+  const meshd = await startMeshd(dir, opt.check ? { http: p.mh, admin: p.ma } : { http: p.mh, tcp: p.mt, admin: p.ma }, backendPorts);
+  const haproxy = await startHaproxy(dir, opt.check ? { http: p.hh } : { http: p.hh, tcp: p.ht }, backendPorts);
+  const nginx = opt.check ? undefined : await startNginx(dir, p.ng, backendPorts);
+  const engines = opt.check ? [] : await startEngines(backendPorts);
+
+  const main: Target[] = opt.check
+    ? [{ label: 'meshd http', port: p.mh, proc: meshd }, { label: 'haproxy http', port: p.hh, proc: haproxy }]
+    : [
+        { label: 'direct', port: backendPorts[0]! },
+        { label: 'meshd http', port: p.mh, proc: meshd },
+        { label: 'haproxy http', port: p.hh, proc: haproxy },
+        { label: 'nginx', port: p.ng, proc: nginx! },
+        { label: 'meshd tcp', port: p.mt, proc: meshd },
+        { label: 'haproxy tcp', port: p.ht, proc: haproxy },
+      ];
+  const withEngines = [...main, ...engines];
+  for (const t of withEngines) await runLoad({ url: `http://127.0.0.1:${t.port}/`, connections: 64, duration: 1 }); // warm-up
+  log(`warm-up done; ${opt.rounds} rounds of ${opt.duration} s per target and scenario`);
+
+  const scenarios: Record<string, ScenarioResult> = {};
+  for (const s of opt.check ? SCENARIOS.slice(0, 1) : SCENARIOS) scenarios[s.id] = await measure(s, s.id === 'a' ? withEngines : main, opt);
+
+  const peakRssKiB: Record<string, number> = { meshd: familyKiB(meshd.pid, 'VmHWM'), haproxy: familyKiB(haproxy.pid, 'VmHWM') };
+  if (nginx) peakRssKiB['nginx (master + workers)'] = familyKiB(nginx.pid, 'VmHWM');
+  for (const proc of [meshd, haproxy, nginx, ...engines.map((e) => e.proc)]) if (proc) killTree(proc.child);
+
+  const report: Report = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    options: { rounds: opt.rounds, durationSeconds: opt.duration, check: opt.check },
+    scenarios,
+    peakRssKiB,
+  };
+  if (!opt.check) {
+    const a = scenarios.a!.cells;
+    report.engines = Object.fromEntries(['meshd http', ...Object.values(ENGINES)].map((label) => [label, {
+      rps: a[label]!.rps, p99: a[label]!.p99, cpuUsPerReq: a[label]!.cpuUsPerReq, vsMeshd: round(a[label]!.rps / a['meshd http']!.rps, 2),
+    }]));
+    report.idle = await idlePhase(dir, backendPorts);
+    report.tableUpdate = await measureTableUpdates(dir, backendPorts, 64);
+    log(`table updates ${JSON.stringify(report.tableUpdate)}`);
+  }
+  killTree(backends.child);
+  return report;
+}
 
 async function main(): Promise<void> {
+  const opt = options();
   ensureTools();
+  const bench = sourceDir();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-bench-'));
-  const base = 18100;
-  const p: Ports = { backends: [base, base + 1], meshdHttp: base + 10, meshdTcp: base + 11, meshdAdmin: base + 12, haproxyHttp: base + 20, haproxyTcp: base + 21, nginx: base + 30 };
-  const backends = track(fork(path.join(HERE, 'backend.js'), p.backends.map(String), { stdio: 'ignore' }));
-  await new Promise((r) => backends.once('message', r));
-
-  const meshd = await startMeshd(dir, p);
-  const haproxy = await startHaproxy(dir, p);
-  const nginx = await startNginx(dir, p);
-  const targets: Target[] = [
-    { label: 'direct', port: p.backends[0] },
-    { label: 'meshd http', port: p.meshdHttp, proc: meshd },
-    { label: 'haproxy http', port: p.haproxyHttp, proc: haproxy },
-    { label: 'nginx', port: p.nginx, proc: nginx },
-    { label: 'meshd tcp', port: p.meshdTcp, proc: meshd },
-    { label: 'haproxy tcp', port: p.haproxyTcp, proc: haproxy },
-  ];
-  for (const t of targets) load(t.port, SCENARIOS[0]!, 1); // warm-up
-
-  const results: Record<string, Record<string, { rps: number; p50: number; p99: number; errors: number; cpuUsPerReq: number }>> = {};
-  for (const s of (CHECK ? SCENARIOS.slice(0, 1) : SCENARIOS)) {
-    const runs = new Map<string, { rps: number[]; p50: number[]; p99: number[]; errors: number; cpu: number[] }>();
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const t of targets) {
-        const before = cpuOf(t.proc);
-        const r = load(t.port, s, DURATION);
-        const cpu = cpuOf(t.proc) - before;
-        const acc = runs.get(t.label) ?? { rps: [], p50: [], p99: [], errors: 0, cpu: [] };
-        acc.rps.push(r.rps); acc.p50.push(r.p50); acc.p99.push(r.p99);
-        acc.errors += r.errors + r.non2xx;
-        acc.cpu.push(r.requests ? cpu / r.requests : 0);
-        runs.set(t.label, acc);
-        process.stderr.write(`${s.name} | round ${round + 1} | ${t.label}: ${Math.round(r.rps)} req/s, p99 ${r.p99} ms\n`);
-      }
-    }
-    results[s.name] = Object.fromEntries([...runs].map(([label, a]) => [label, {
-      rps: Math.round(median(a.rps)), p50: median(a.p50), p99: median(a.p99), errors: a.errors, cpuUsPerReq: Math.round(median(a.cpu)),
-    }]));
+  let report: Report;
+  try {
+    report = await suite(opt, dir);
+  } finally {
+    killAll();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  const peakRssKiB = { meshd: memoryKiB(meshd.pid, 'VmHWM'), haproxy: family(haproxy.pid).reduce((n, pid) => n + memoryKiB(pid, 'VmHWM'), 0), nginx: family(nginx.pid).reduce((n, pid) => n + memoryKiB(pid, 'VmHWM'), 0) };
-  const idleTargets = [
-    { label: 'meshd http', port: p.meshdHttp, pids: () => [meshd.pid] },
-    { label: 'meshd tcp', port: p.meshdTcp, pids: () => [meshd.pid] },
-    { label: 'haproxy http', port: p.haproxyHttp, pids: () => family(haproxy.pid) },
-    { label: 'nginx', port: p.nginx, pids: () => family(nginx.pid) },
-  ];
-  const idle = CHECK ? undefined : await measureIdle(idleTargets, 1000);
-  for (const proc of [haproxy, nginx]) killTree(proc.child);
-  const engines = CHECK ? undefined : await compareEngines(p, meshd);
-  const tableUpdate = CHECK ? undefined : await measureTableUpdates(dir, p.backends);
-  killTree(meshd.child);
-  killTree(backends);
+  process.stdout.write('\n' + markdown(report));
 
-  const first = results[SCENARIOS[0]!.name]!;
-  const ratio = (a: string, b: string, s = first) => Math.round((s[a]!.rps / s[b]!.rps) * 100) / 100;
-  const ratios = {
-    'meshd http / haproxy http': ratio('meshd http', 'haproxy http'),
-    'meshd tcp / haproxy tcp': ratio('meshd tcp', 'haproxy tcp'),
-    'meshd http / direct': ratio('meshd http', 'direct'),
-    'meshd http p99 / haproxy http p99': Math.round((first['meshd http']!.p99 / first['haproxy http']!.p99) * 100) / 100,
-    'meshd http cpu / haproxy http cpu': Math.round((first['meshd http']!.cpuUsPerReq / first['haproxy http']!.cpuUsPerReq) * 100) / 100,
-  };
-  const report = {
-    date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version,
-    rounds: ROUNDS, durationSeconds: DURATION, results, ratios, peakRssKiB, idle, engines, tableUpdate,
-  };
-  printMarkdown(report);
-  fs.rmSync(dir, { recursive: true, force: true });
-
-  if (CHECK) {
-    const baseline = JSON.parse(fs.readFileSync(path.join(SOURCE, 'baseline.json'), 'utf8')) as { ratio: number };
-    const now = ratios['meshd http / haproxy http'];
-    const floor = baseline.ratio * 0.85;
-    process.stdout.write(`\ncheck: meshd http / haproxy http = ${now} (recorded ${baseline.ratio}, floor ${floor.toFixed(2)})\n`);
-    if (now < floor) process.exit(1);
-  } else {
-    fs.mkdirSync(path.join(SOURCE, 'results'), { recursive: true });
-    fs.writeFileSync(path.join(SOURCE, 'results/latest.json'), JSON.stringify(report, null, 2) + '\n');
+  const ratio = report.scenarios.a!.ratios[CHECK_RATIO]!;
+  if (!opt.check) {
+    fs.mkdirSync(path.join(bench, 'results'), { recursive: true });
+    fs.writeFileSync(path.join(bench, 'results/latest.json'), JSON.stringify(report, null, 2) + '\n');
+    log(`\nwrote ${path.join(bench, 'results/latest.json')}`);
+  }
+  if (opt.writeBaseline) {
+    const baseline = { ratio, metric: `${CHECK_RATIO}, scenario (a)`, recorded: report.date, rounds: opt.rounds, durationSeconds: opt.duration };
+    fs.writeFileSync(path.join(bench, 'baseline.json'), JSON.stringify(baseline, null, 2) + '\n');
+    log(`wrote ${path.join(bench, 'baseline.json')}: ${ratio}`);
+  }
+  if (opt.check) {
+    const baseline = JSON.parse(fs.readFileSync(path.join(bench, 'baseline.json'), 'utf8')) as { ratio: number };
+    const floor = round(baseline.ratio * 0.85, 3);
+    const ok = ratio >= floor;
+    process.stdout.write(`\ncheck: ${CHECK_RATIO} = ${ratio} (baseline ${baseline.ratio}, floor ${floor}): ${ok ? 'ok' : 'REGRESSION'}\n`);
+    if (!ok) process.exitCode = 1;
   }
 }
 
-function printMarkdown(r: { results: Record<string, Record<string, { rps: number; p50: number; p99: number; errors: number; cpuUsPerReq: number }>>; ratios: Record<string, number>; peakRssKiB: Record<string, number>; idle?: unknown; engines?: unknown; tableUpdate?: unknown }): void {
-  const lines: string[] = [];
-  for (const [scenario, rows] of Object.entries(r.results)) {
-    lines.push(`\n### ${scenario}\n`, '| target | req/s | p50 ms | p99 ms | errors | CPU µs/req |', '|---|---:|---:|---:|---:|---:|');
-    for (const [label, v] of Object.entries(rows)) lines.push(`| ${label} | ${v.rps} | ${v.p50} | ${v.p99} | ${v.errors} | ${label === 'direct' ? '' : v.cpuUsPerReq} |`);
-  }
-  lines.push('\n### Ratios (keep-alive, 100 B)\n', '| ratio | value |', '|---|---:|', ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v} |`));
-  lines.push('\n### Peak RSS under load (KiB)\n', ...Object.entries(r.peakRssKiB).map(([k, v]) => `- ${k}: ${v}`));
-  if (r.engines) lines.push('\n### L7 engines (keep-alive, 100 B)\n', '```', JSON.stringify(r.engines, null, 2), '```');
-  if (r.idle) lines.push('\n### 1,000 idle connections\n', '```', JSON.stringify(r.idle, null, 2), '```');
-  if (r.tableUpdate) lines.push('\n### Table updates (meshd, 1,000 backends)\n', '```', JSON.stringify(r.tableUpdate, null, 2), '```');
-  process.stdout.write(lines.join('\n') + '\n');
-}
-
-await main();
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  killAll();
+  process.exit(1);
+});

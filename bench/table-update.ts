@@ -1,131 +1,180 @@
-// Table-update cost with 1,000 backends: meshd's own apply time (in-process),
-// the time from a routes-file change to the first request routed accordingly
-// (through a real meshd), and requests lost across 100 rapid updates under load.
-import { spawn } from 'node:child_process';
+// Table-update cost with 1,000 backends (meshd only). One route holds backend A
+// plus 999 backends on closed loopback ports (probed down within a second), and
+// backend B is added or removed by rewriting the routes file:
+//  - in-process: read + YAML parse + compile, and apply, of that file, which is what
+//    meshd does once it notices the change;
+//  - through a real meshd: file rewritten → new version on the admin API, and →
+//    first request routed accordingly, over several add/remove cycles;
+//  - 100 updates, one every 300 ms, while autocannon runs: errors and non-2xx.
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { routesFromDocument } from '../src/discovery/file.js';
-import type { RoutingTable } from '../src/table/spec.js';
 import { Table } from '../src/table/table.js';
-import { MESHD_MAIN, track, waitPort } from './proxies.js';
+import { freePort, killTree, median, round, runLoad, sleep } from './harness.js';
+import { spawnMeshd } from './proxies.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DUMMIES = 999;
+/** meshd's file provider checks the routes file's status this often (src/discovery/file.ts). */
+export const FILE_POLL_MS = 250;
+const CYCLES = 5;
+const UPDATES = 100;
+const UPDATE_EVERY_MS = 300;
+
+// Closed ports on 127.0.0.2: nothing of ours listens there (all listeners bind 127.0.0.1).
+const dummies = Array.from({ length: DUMMIES }, (_, i) => `127.0.0.2:${18000 + i}`);
 const defaults = { health: { interval: 1000, timeout: 500, rise: 2, fall: 1 } };
 
 function routesYaml(port: number, backends: string[]): string {
   return `routes:\n  - name: big\n    publish: ${port}\n    mode: http\n    health: { interval: 1s, timeout: 500ms, fall: 1 }\n    backends:\n${backends.map((b) => `      - "${b}"`).join('\n')}\n`;
 }
 
+/** Atomic rewrite, as an editor or a config tool would do it. */
 function write(file: string, text: string): void {
   fs.writeFileSync(`${file}.tmp`, text);
   fs.renameSync(`${file}.tmp`, file);
 }
 
-/** Which backend answered (x-backend header), or the status when meshd answered itself. */
-function ask(port: number): Promise<string> {
+function get(port: number, urlPath: string): Promise<{ status: number; backend: string; body: string }> {
   return new Promise((resolve) => {
-    http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200 ? String(res.headers['x-backend']) : `status ${res.statusCode}`));
-    }).on('error', (e) => resolve((e as NodeJS.ErrnoException).code ?? 'error'));
+    http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, backend: String(res.headers['x-backend'] ?? ''), body }));
+    }).on('error', (e: NodeJS.ErrnoException) => resolve({ status: 0, backend: e.code ?? 'error', body: '' }));
   });
 }
 
-async function adminVersion(port: number): Promise<{ version: number; eligible: number }> {
-  const body = await new Promise<string>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/api/routes' }, (res) => {
-      let t = '';
-      res.on('data', (c) => (t += c));
-      res.on('end', () => resolve(t));
-    }).on('error', reject);
-  });
-  const j = JSON.parse(body) as { version: number; routes: { eligible: number }[] };
-  return { version: j.version, eligible: j.routes[0]?.eligible ?? 0 };
+/** The table version; /readyz reports the same `table.version` as /api/routes at a fraction of the cost (no 1,000-backend listing). */
+async function version(admin: number): Promise<number> {
+  return (JSON.parse((await get(admin, '/readyz')).body) as { tableVersion: number }).tableVersion;
 }
 
-async function until<T>(f: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = await f();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 5));
+async function eligible(admin: number): Promise<number> {
+  const j = JSON.parse((await get(admin, '/api/routes')).body) as { routes: { eligible: number }[] };
+  return j.routes[0]?.eligible ?? 0;
+}
+
+/** Polls `f` every `every` ms until it returns true; the elapsed ms since `t0`. */
+async function until(f: () => Promise<boolean>, t0: number, ms = 5000, every = 2): Promise<number> {
+  while (Date.now() - t0 < ms) {
+    if (await f()) return Date.now() - t0;
+    await sleep(every);
   }
-  throw new Error('timed out');
+  throw new Error(`condition not met within ${ms} ms`);
 }
 
-/** In-process: compile + apply of a 1,000-backend table where one backend changes. */
-function applyCost(): { applyMicros: number } {
-  const t = new Table({ drainTimeout: 1000 });
-  const dummies = Array.from({ length: DUMMIES }, (_, i) => `127.0.0.2:${20000 + i}`);
-  const doc = (extra: boolean) => ({ routes: [{ name: 'big', publish: 1, mode: 'http', backends: [...dummies, ...(extra ? ['127.0.0.1:1'] : [])] }] });
-  const tables: RoutingTable[] = [routesFromDocument(doc(false), defaults), routesFromDocument(doc(true), defaults)];
-  t.apply(tables[0]!);
-  const n = 100;
-  const start = process.hrtime.bigint();
-  for (let i = 1; i <= n; i++) t.apply(tables[i % 2]!);
-  return { applyMicros: Math.round(Number(process.hrtime.bigint() - start) / 1000 / n) };
+/** Sums of meshd's own counters of requests it answered itself or retried, from /metrics. */
+async function meshdCounters(admin: number): Promise<{ retries: number; answered: Record<string, number> }> {
+  const text = (await get(admin, '/metrics')).body;
+  const retries = Number(/^meshd_proxy_retries_total (\d+)/m.exec(text)?.[1] ?? 0);
+  const answered: Record<string, number> = {};
+  for (const m of text.matchAll(/^meshd_proxy_answered_total\{code="([A-Z_]+)"\} (\d+)/gm)) answered[m[1]!] = Number(m[2]);
+  return { retries, answered };
 }
 
-export async function measureTableUpdates(dir: string, backends: [number, number]) {
-  const inProcess = applyCost();
-  const [port, admin] = [18150, 18151];
-  const file = path.join(dir, 'big-routes.yml');
-  const dummies = Array.from({ length: DUMMIES }, (_, i) => `127.0.0.2:${20000 + i}`);
-  const one = [...dummies, `127.0.0.1:${backends[0]}`];
-  const two = [...one, `127.0.0.1:${backends[1]}`];
-  write(file, routesYaml(port, one));
-  const meshd = track(spawn(process.execPath, [MESHD_MAIN, '--provider', 'file', '--routes', file, '--listen-host', '127.0.0.1', '--admin-addr', `127.0.0.1:${admin}`, '--log-level', 'error'], { stdio: 'ignore' }));
-  try {
-    await waitPort(port);
-    await waitPort(admin);
-    // Wait until probes have taken the 999 closed ports out.
-    await until(async () => ((await adminVersion(admin)).eligible === 1 ? true : undefined), 30_000);
-
-    const v0 = (await adminVersion(admin)).version;
-    const t0 = Date.now();
-    write(file, routesYaml(port, two));
-    await until(async () => ((await adminVersion(admin)).version > v0 ? true : undefined), 5000);
-    const addVersionMs = Date.now() - t0;
-    await until(async () => ((await ask(port)) === String(backends[1]) ? true : undefined), 5000);
-    const addTrafficMs = Date.now() - t0;
-
-    const t1 = Date.now();
-    write(file, routesYaml(port, one));
-    await until(async () => {
-      const answers = await Promise.all(Array.from({ length: 4 }, () => ask(port)));
-      return answers.every((a) => a === String(backends[0])) ? true : undefined;
-    }, 5000);
-    const removeTrafficMs = Date.now() - t1;
-
-    // 100 updates, one every 300 ms (the file provider looks every 250 ms), under load.
-    const vBefore = (await adminVersion(admin)).version;
-    const duration = 32;
-    const loadOut = new Promise<string>((resolve, reject) => {
-      const child = track(spawn(process.execPath, [path.join(HERE, 'load.js'), JSON.stringify({ url: `http://127.0.0.1:${port}/`, connections: 16, duration })], { stdio: ['ignore', 'pipe', 'inherit'] }));
-      let out = '';
-      child.stdout!.on('data', (c) => (out += c));
-      child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`load exited ${code}`))));
-    });
-    await new Promise((r) => setTimeout(r, 500));
-    for (let i = 0; i < 100; i++) {
-      write(file, routesYaml(port, i % 2 === 0 ? two : one));
-      await new Promise((r) => setTimeout(r, 300));
+/** In-process: what meshd does with the 1,000-backend file once it sees it changed. */
+function processingCost(dir: string): { readCompileMs: number; applyMs: number } {
+  const files = [[...dummies, '127.0.0.1:1'], [...dummies, '127.0.0.1:1', '127.0.0.1:2']].map((list, i) => {
+    const f = path.join(dir, `cost-${i}.yml`);
+    fs.writeFileSync(f, routesYaml(1, list));
+    return f;
+  });
+  const table = new Table({ drainTimeout: 1000 });
+  const parse: number[] = [];
+  const apply: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const t0 = process.hrtime.bigint();
+    const compiled = routesFromDocument(parseYaml(fs.readFileSync(files[i % 2]!, 'utf8')), defaults);
+    const t1 = process.hrtime.bigint();
+    table.apply(compiled);
+    const t2 = process.hrtime.bigint();
+    if (i >= 10) { // the first ones warm up the JIT
+      parse.push(Number(t1 - t0) / 1e6);
+      apply.push(Number(t2 - t1) / 1e6);
     }
-    const load = JSON.parse(await loadOut) as { requests: number; errors: number; non2xx: number };
-    const applied = (await adminVersion(admin)).version - vBefore;
+  }
+  table.close();
+  return { readCompileMs: round(median(parse), 2), applyMs: round(median(apply), 2) };
+}
+
+interface Spread { median: number; min: number; max: number }
+const spread = (xs: number[]): Spread => ({ median: round(median(xs)), min: Math.min(...xs), max: Math.max(...xs) });
+
+export interface TableUpdateResult {
+  backends: number;
+  inProcess: { readCompileMs: number; applyMs: number };
+  cycles: number;
+  addToVersionMs: Spread;
+  addToTrafficMs: Spread;
+  removeToVersionMs: Spread;
+  removeToTrafficMs: Spread;
+  filePollMs: number;
+  rapid: { written: number; applied: number; requests: number; errors: number; non2xx: number; rps: number; meshdRetries: number; meshdAnswered: Record<string, number> };
+}
+
+export async function measureTableUpdates(dir: string, backends: number[], connections: number): Promise<TableUpdateResult> {
+  const [port, admin] = [await freePort(), await freePort()];
+  const [a, b] = backends.map((p) => `127.0.0.1:${p}`) as [string, string];
+  const one = [...dummies, a];
+  const two = [...one, b];
+  const sub = fs.mkdtempSync(path.join(dir, 'table-'));
+  const inProcess = processingCost(sub);
+  const file = path.join(sub, 'routes.yml');
+  write(file, routesYaml(port, one));
+  const meshd = await spawnMeshd(file, admin, [port], 'error');
+  try {
+    // New backends start eligible; wait until the probes have taken the 999 closed ports out.
+    await until(async () => (await eligible(admin)) === 1, Date.now(), 15_000, 200);
+
+    const add = { version: [] as number[], traffic: [] as number[] };
+    const remove = { version: [] as number[], traffic: [] as number[] };
+    for (let i = 0; i < CYCLES; i++) {
+      let v = await version(admin);
+      let t0 = Date.now();
+      write(file, routesYaml(port, two));
+      add.version.push(await until(async () => (await version(admin)) > v, t0));
+      // Traffic follows when a request reaches B, the added backend.
+      add.traffic.push(await until(async () => (await get(port, '/')).backend === String(backends[1]), t0));
+
+      await sleep(100 + Math.random() * FILE_POLL_MS); // start the next change at a random point of the poll cycle
+      v = await version(admin);
+      t0 = Date.now();
+      write(file, routesYaml(port, one));
+      remove.version.push(await until(async () => (await version(admin)) > v, t0));
+      // Round-robin over A and B alternates, so two answers in a row from A mean B is out.
+      remove.traffic.push(await until(async () => (await get(port, '/')).backend === String(backends[0]) && (await get(port, '/')).backend === String(backends[0]), t0));
+      await sleep(100 + Math.random() * FILE_POLL_MS);
+    }
+
+    const vBefore = await version(admin);
+    const cBefore = await meshdCounters(admin);
+    const seconds = Math.ceil((UPDATES * UPDATE_EVERY_MS) / 1000) + 2;
+    const load = runLoad({ url: `http://127.0.0.1:${port}/`, connections, duration: seconds });
+    await sleep(1000);
+    for (let i = 0; i < UPDATES; i++) {
+      write(file, routesYaml(port, i % 2 === 0 ? two : one));
+      await sleep(UPDATE_EVERY_MS);
+    }
+    const r = await load;
+    const cAfter = await meshdCounters(admin);
+    const answered = Object.fromEntries(Object.entries(cAfter.answered).map(([k, n]) => [k, n - (cBefore.answered[k] ?? 0)]).filter(([, n]) => n !== 0));
     return {
-      ...inProcess,
-      fileChangeToNewVersionMs: addVersionMs,
-      fileChangeToTrafficOnAddedBackendMs: addTrafficMs,
-      fileChangeToNoTrafficOnRemovedBackendMs: removeTrafficMs,
-      note: 'the file provider polls the routes file every 250 ms; the rest is read + parse + compile + apply',
-      rapidUpdates: { written: 100, applied, requests: load.requests, errors: load.errors, non2xx: load.non2xx },
+      backends: DUMMIES + 1,
+      inProcess,
+      cycles: CYCLES,
+      addToVersionMs: spread(add.version),
+      addToTrafficMs: spread(add.traffic),
+      removeToVersionMs: spread(remove.version),
+      removeToTrafficMs: spread(remove.traffic),
+      filePollMs: FILE_POLL_MS,
+      rapid: {
+        written: UPDATES, applied: (await version(admin)) - vBefore, requests: r.requests, errors: r.errors, non2xx: r.non2xx, rps: r.rps,
+        meshdRetries: cAfter.retries - cBefore.retries, meshdAnswered: answered,
+      },
     };
   } finally {
-    meshd.kill('SIGKILL');
+    killTree(meshd.child);
   }
 }
-
