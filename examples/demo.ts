@@ -15,7 +15,7 @@ const lab = path.join(root, 'test/swarm/lab.sh');
 
 function canRunSwarm(): boolean {
   if (process.argv.includes('--local') || process.getuid?.() !== 0) return false;
-  return spawnSync('sh', ['-c', 'command -v dockerd && test -x /bin/busybox'], { stdio: 'ignore' }).status === 0;
+  return spawnSync('sh', ['-c', 'command -v dockerd && test -x /bin/busybox && { command -v redis-server || command -v redis-check-rdb; }'], { stdio: 'ignore' }).status === 0;
 }
 
 async function localDemo(): Promise<void> {
@@ -65,12 +65,15 @@ function swarmDemo(): void {
     dk('stack', 'deploy', '-c', path.join(root, 'deploy/stack.yml'), 'meshd');
     const app = (name: string, ...args: string[]) => dk('service', 'create', '--detach', '--no-resolve-image', '--name', name, '--network', 'meshd', ...args, 'meshlab/whoami:latest');
     app('whoami', '--replicas', '3', '--label', 'meshd.publish=8080:80/http');
-    app('counter', '--replicas', '1', '--env', 'MODE=counter', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=counter.local.dev');
+    // The classic demo's page-view counter: two replicas sharing one count in Redis
+    // (dnsrr, so `redis` resolves to its task: a service VIP needs IPVS).
+    dk('service', 'create', '--detach', '--no-resolve-image', '--name', 'redis', '--network', 'meshd', '--endpoint-mode', 'dnsrr', 'meshlab/redis:latest');
+    app('counter', '--replicas', '2', '--env', 'MODE=counter', '--env', 'REDIS=redis:6379', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=counter.local.dev');
     app('whoami-tcp', '--replicas', '2', '--label', 'meshd.publish=9000:80');
     process.stdout.write(`
 meshd demo: a 3-node swarm (node1 manager; nodes at ${addrs.join(', ')}), meshd on every node
   curl http://${addrs[1]}:8080/                                 whoami (3 replicas) from any node, round-robin
-  curl -H 'Host: counter.local.dev' http://${addrs[2]}/          the counter, routed by host
+  curl -H 'Host: counter.local.dev' http://${addrs[2]}/          the Redis-backed counter (2 replicas), routed by host
   curl http://${addrs[0]}:9000/                                 whoami over L4 (tcp)
   curl http://${addrs[0]}:9900/api/routes                       the live table with health (any node)
   docker -H unix://${sock} service scale whoami=5               and watch the table follow

@@ -5,6 +5,8 @@
 #   2. meshd:latest from the project's Dockerfile (its `npm ci` reaches the npm
 #      registry through NAT on the lab bridge, trusting the machine's CA bundle);
 #   3. meshlab/whoami:latest, the test app;
+#   4. meshlab/redis:latest, this machine's Redis server (Debian's redis-tools),
+#      for the page-view counter of the classic swarm demo;
 # then loads them on every node.   Usage: images.sh (after lab.sh up N)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,7 +53,25 @@ trap 'iptables -t nat -D POSTROUTING -s 10.77.0.0/24 ! -d 10.77.0.0/24 -j MASQUE
       iptables -D FORWARD -s 10.77.0.0/24 -j ACCEPT 2>/dev/null || true
       iptables -D FORWARD -d 10.77.0.0/24 -j ACCEPT 2>/dev/null || true' EXIT
 
+# Redis: Debian ships the server as redis-check-rdb (it acts on the name it is run by).
+redis_bin=$(command -v redis-server || command -v redis-check-rdb || true)
+[ -n "$redis_bin" ] || { echo "images.sh: no Redis binary: apt-get install -y redis-tools" >&2; exit 3; }
+rroot=$DIR/redis-root
+rm -rf "$rroot"
+mkdir -p "$rroot"/{usr/bin,tmp,data,etc}
+cp -L "$redis_bin" "$rroot/usr/bin/redis-server"
+for lib in $(ldd "$redis_bin" | grep -o '/[^ ]*'); do
+  mkdir -p "$rroot$(dirname "$lib")"
+  cp -L "$lib" "$rroot$lib"
+done
+echo "root:x:0:0:root:/data:/bin/sh" >"$rroot/etc/passwd"
+tar -C "$rroot" -cf "$DIR/redis-root.tar" .
+dk import -c 'WORKDIR /data' -c 'EXPOSE 6379' \
+  -c 'CMD ["/usr/bin/redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "no"]' \
+  "$DIR/redis-root.tar" meshlab/redis:latest >/dev/null
+
 DOCKER_BUILDKIT=0 dk build -q -t meshd:latest "$repo" >/dev/null
 DOCKER_BUILDKIT=0 dk build -q -t meshlab/whoami:latest "$here/whoami" >/dev/null
-for img in meshd:latest meshlab/whoami:latest; do bash "$here/lab.sh" image-load "$img"; done
-echo "images ready: meshd:latest meshlab/whoami:latest" >&2
+images=(meshd:latest meshlab/whoami:latest meshlab/redis:latest)
+for img in "${images[@]}"; do bash "$here/lab.sh" image-load "$img"; done
+echo "images ready: ${images[*]}" >&2

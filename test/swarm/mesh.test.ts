@@ -167,6 +167,33 @@ describe('meshd on a 3-node swarm', () => {
     }
   });
 
+  scenario('serves the Redis-backed counter by host name from every node, one count across its replicas', async () => {
+    // dnsrr: the name resolves to the task itself (a service VIP needs IPVS, which the kernel may lack).
+    await docker(manager, 'service', 'create', '--detach', '--no-resolve-image', '--name', 'redis', '--network', 'meshd', '--endpoint-mode', 'dnsrr', 'meshlab/redis:latest');
+    await createApp('counter', '--replicas', '2', '--env', 'MODE=counter', '--env', 'REDIS=redis:6379',
+      '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=counter.local.dev');
+    await everyNodeFollows('counter', 2, 60_000);
+    await allActive('counter', 2);
+    const view = async (node: LabNode) => {
+      const r = await get(80, '/', { host: 'counter.local.dev' }, false, node.addr);
+      const m = /viewed (\d+) times \(by (\w+)\)/.exec(r.body);
+      return r.status === 200 && m ? { count: Number(m[1]), by: m[2]! } : undefined;
+    };
+    // Redis may start after the counter's tasks: wait for a first answer.
+    const first = await waitFor(() => view(manager), 30_000, 'a first count');
+    const counts: number[] = [first.count];
+    const answeredBy = new Set([first.by]);
+    for (let i = 1; i <= 6; i++) {
+      const v = await view(lab.nodes[i % 3]!);
+      assert.ok(v, `request ${i} through ${lab.nodes[i % 3]!.addr} failed`);
+      counts.push(v.count);
+      answeredBy.add(v.by);
+    }
+    assert.deepEqual(counts, counts.map((_, i) => first.count + i), 'one count, whichever node and replica answered');
+    assert.equal(answeredBy.size, 2, 'both replicas answered');
+    await docker(manager, 'service', 'rm', 'counter', 'redis');
+  });
+
   scenario('sends nothing to a task before its HEALTHCHECK passes, and ejects a replica that fails its probe on every node', async () => {
     const healthCmd = `node -e "fetch('http://127.0.0.1/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"`;
     await createApp('gated', '--replicas', '1', '--env', 'READY_AFTER_MS=5000', '--health-cmd', healthCmd, '--health-interval', '1s', '--health-retries', '30',
