@@ -26,6 +26,21 @@ class Piped implements Closable {
   }
 }
 
+/**
+ * Bytes one way, with backpressure, and the end passed on (half-close): what
+ * stream.pipe does, with fewer listeners per connection. Errors and closes are
+ * handled once per connection in pipeToBackend.
+ */
+function relay(from: Duplex, to: Duplex): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
+  from.once('end', () => to.end());
+}
+
 export function pipeToBackend(ctx: ProxyContext, route: Route, client: Duplex, opts: PipeOptions, failed?: Backend): void {
   const b = route.pick(failed);
   if (!b) {
@@ -47,8 +62,8 @@ export function pipeToBackend(ctx: ProxyContext, route: Route, client: Duplex, o
     upstream.setTimeout(0);
     reportSuccess(b);
     if (opts.preamble) upstream.write(opts.preamble());
-    client.pipe(upstream);
-    upstream.pipe(client);
+    relay(client, upstream);
+    relay(upstream, client);
   });
   upstream.on('error', (err) => {
     if (!connected) {

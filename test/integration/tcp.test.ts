@@ -78,6 +78,56 @@ describe('L4 proxy', () => {
     assert.match(answer, new RegExp(`^[ab]:${payload.length}$`));
   });
 
+  it('holds a fast backend back while the client does not read, and delivers every byte once it does', async () => {
+    const total = 64 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = i % 251;
+    let flushed = 0;
+    const served = new Set<net.Socket>();
+    const fast = net.createServer((s) => {
+      served.add(s);
+      s.on('error', () => {});
+      let sent = 0;
+      const more = () => {
+        while (sent < total) {
+          sent += chunk.length;
+          const last = sent >= total;
+          const ok = s.write(chunk, () => (flushed += chunk.length));
+          if (last) s.end();
+          if (!ok) return void s.once('drain', more);
+        }
+      };
+      more();
+    });
+    await new Promise<void>((r) => fast.listen(0, '127.0.0.1', r));
+    const p2 = await freePort();
+    await m.update([
+      { name: 'db', publish: port, mode: 'tcp', backends: backends.map((b) => b.address) },
+      { name: 'fast', publish: p2, mode: 'tcp', backends: [`127.0.0.1:${(fast.address() as net.AddressInfo).port}`] },
+    ]);
+    const client = net.connect({ port: p2, host: '127.0.0.1' });
+    client.pause();
+    try {
+      await new Promise((r) => client.once('connect', r));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(flushed < total * 0.75, `the backend wrote ${flushed} of ${total} bytes to a client that read nothing`);
+      let received = 0;
+      let wrong = 0;
+      client.on('data', (c: Buffer) => {
+        for (let i = 0; i < c.length; i += 4099) if (c[i] !== (received + i) % (64 * 1024) % 251) wrong++;
+        received += c.length;
+      });
+      client.resume();
+      await new Promise((r) => client.once('end', r));
+      assert.equal(received, total);
+      assert.equal(wrong, 0, 'bytes arrived in order');
+    } finally {
+      client.destroy();
+      for (const s of served) s.destroy();
+      await new Promise((r) => fast.close(r));
+    }
+  });
+
   it('retries a refused connect on another backend, ejects the dead one, and takes it back', async () => {
     const victim = backends[0]!;
     await victim.kill();
