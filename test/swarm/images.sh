@@ -15,15 +15,20 @@ DIR=${MESHLAB_DIR:-/tmp/meshlab}
 S=$DIR/n1/run/docker.sock
 dk() { docker -H "unix://$S" "$@"; }
 
+# Copies a binary of this machine, and the libraries it links, into an image root.
+install_binary() { # binary root path-in-root
+  local lib
+  cp -L "$1" "$2$3"
+  for lib in $(ldd "$1" | grep -o '/[^ ]*'); do
+    mkdir -p "$2$(dirname "$lib")"
+    cp -L "$lib" "$2$lib"
+  done
+}
+
 root=$DIR/node-root
 rm -rf "$root"
 mkdir -p "$root"/{bin,usr/bin,usr/lib,tmp,etc/ssl/certs,root}
-node_bin=$(readlink -f "$(command -v node)")
-cp "$node_bin" "$root/usr/bin/node"
-for lib in $(ldd "$node_bin" | grep -o '/[^ ]*'); do
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
-done
+install_binary "$(readlink -f "$(command -v node)")" "$root" /usr/bin/node
 npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
 mkdir -p "$root/usr/lib/node_modules"
 cp -a "$npm_dir" "$root/usr/lib/node_modules/npm"
@@ -59,11 +64,7 @@ redis_bin=$(command -v redis-server || command -v redis-check-rdb || true)
 rroot=$DIR/redis-root
 rm -rf "$rroot"
 mkdir -p "$rroot"/{usr/bin,tmp,data,etc}
-cp -L "$redis_bin" "$rroot/usr/bin/redis-server"
-for lib in $(ldd "$redis_bin" | grep -o '/[^ ]*'); do
-  mkdir -p "$rroot$(dirname "$lib")"
-  cp -L "$lib" "$rroot$lib"
-done
+install_binary "$redis_bin" "$rroot" /usr/bin/redis-server
 echo "root:x:0:0:root:/data:/bin/sh" >"$rroot/etc/passwd"
 tar -C "$rroot" -cf "$DIR/redis-root.tar" .
 dk import -c 'WORKDIR /data' -c 'EXPOSE 6379' \
