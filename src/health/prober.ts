@@ -44,7 +44,8 @@ export async function probeHttp(dispatcher: Agent, host: string, port: number, p
 }
 
 /** The probe interval for backends between states (HAProxy's `fastinter`). */
-export const FAST_INTERVAL_MS = 200;
+const FAST_INTERVAL_MS = 200;
+const fastInterval = (b: Backend) => Math.min(b.route.spec.health.interval, FAST_INTERVAL_MS);
 
 /** Applies one probe result to a backend's rise/fall state. */
 export function recordProbe(b: Backend, result: ProbeResult, rise: number, fall: number): void {
@@ -85,7 +86,7 @@ export class Prober {
     table.on('health', (b, flag, value) => {
       if (flag !== 'ejected' || !value || this.#inFlight.has(b) || !this.#timers.has(b)) return;
       clearTimeout(this.#timers.get(b));
-      this.#schedule(b, Math.min(b.route.spec.health.interval, FAST_INTERVAL_MS));
+      this.#schedule(b, fastInterval(b));
     });
   }
 
@@ -126,7 +127,7 @@ export class Prober {
     if (wasDown !== isDown) {
       this.#log.info({ route: b.route.spec.name, backend: b.key, healthy: !isDown, error: b.lastProbeError }, isDown ? 'backend failed its health checks' : 'backend passed its health checks');
     }
-    this.#schedule(b, b.settling ? Math.min(h.interval, FAST_INTERVAL_MS) : h.interval);
+    this.#schedule(b, b.settling ? fastInterval(b) : h.interval);
   }
 
   stop(): void {

@@ -32,10 +32,11 @@ class Piped implements Closable {
  * handled once per connection in pipeToBackend.
  */
 function relay(from: Duplex, to: Duplex): void {
+  const resume = () => from.resume();
   from.on('data', (chunk: Buffer) => {
     if (!to.write(chunk)) {
       from.pause();
-      to.once('drain', () => from.resume());
+      to.once('drain', resume);
     }
   });
   from.once('end', () => to.end());
