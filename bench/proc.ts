@@ -18,7 +18,7 @@ export function family(pid: number): number[] {
 }
 
 /** User + system CPU time of one process, in microseconds. */
-export function cpuMicros(pid: number): number {
+function cpuMicros(pid: number): number {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
@@ -30,7 +30,7 @@ export function cpuMicros(pid: number): number {
 }
 
 /** A /proc/PID/status memory field (VmRSS, VmHWM) in KiB. */
-export function memoryKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+function memoryKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : 0;

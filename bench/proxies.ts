@@ -7,7 +7,7 @@ import path from 'node:path';
 import { HERE, ready, track, waitPort } from './harness.js';
 
 /** meshd's CLI in the same build as this file, whatever the outDir. */
-export const MESHD_MAIN = path.resolve(HERE, '../src/main.js');
+const MESHD_MAIN = path.resolve(HERE, '../src/main.js');
 
 export interface Running {
   name: string;

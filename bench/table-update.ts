@@ -17,7 +17,7 @@ import { spawnMeshd } from './proxies.js';
 
 const DUMMIES = 999;
 /** meshd's file provider checks the routes file's status this often (src/discovery/file.ts). */
-export const FILE_POLL_MS = 250;
+const FILE_POLL_MS = 250;
 const CYCLES = 5;
 const UPDATES = 100;
 const UPDATE_EVERY_MS = 300;
