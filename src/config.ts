@@ -1,6 +1,7 @@
 // Flags and environment → one typed, validated config. Every flag `--some-name`
 // can also be set as `MESHD_SOME_NAME`; a flag on the command line wins.
 import { parseDuration } from './core/duration.js';
+import { parseSize } from './core/size.js';
 
 export interface Config {
   provider: 'swarm' | 'file';
@@ -22,10 +23,16 @@ export interface Config {
   connectTimeout: number;
   responseTimeout: number;
   drainTimeout: number;
+  clientHeaderTimeout: number;
+  clientIdleTimeout: number;
+  tcpIdleTimeout: number;
+  maxConnections: number;
+  maxHeaderSize: number;
+  adminTokenFile: string | undefined;
   logLevel: string;
 }
 
-type Kind = 'string' | 'duration' | 'count' | 'addr' | 'choice';
+type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice';
 
 interface FlagSpec {
   key: keyof Config;
@@ -33,6 +40,9 @@ interface FlagSpec {
   help: string;
   default?: string;
   choices?: readonly string[];
+  /** Bounds of a 'number' or 'size'. */
+  min?: number;
+  max?: number;
 }
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -55,6 +65,12 @@ const FLAGS: Record<string, FlagSpec> = {
   'connect-timeout': { key: 'connectTimeout', kind: 'duration', default: '3s', help: 'upstream connect timeout' },
   'response-timeout': { key: 'responseTimeout', kind: 'duration', default: '60s', help: 'L7: time to wait for a backend response head before answering 504' },
   'drain-timeout': { key: 'drainTimeout', kind: 'duration', default: '30s', help: 'how long a removed backend, or meshd on SIGTERM, lets in-flight work finish' },
+  'client-header-timeout': { key: 'clientHeaderTimeout', kind: 'duration', default: '10s', help: 'L7: a client must send a whole request head within this time, or gets 408 and is closed' },
+  'client-idle-timeout': { key: 'clientIdleTimeout', kind: 'duration', default: '60s', help: 'L7: a keep-alive client connection idle this long between requests is closed' },
+  'tcp-idle-timeout': { key: 'tcpIdleTimeout', kind: 'duration', default: '1h', help: 'L4: a connection with no bytes either way for this long is closed (label meshd.idle-timeout overrides)' },
+  'max-connections': { key: 'maxConnections', kind: 'number', min: 1, max: 10_000_000, default: '50000', help: 'client connections the whole process holds at once; more wait in the kernel backlog (label meshd.max-connections limits one route)' },
+  'max-header-size': { key: 'maxHeaderSize', kind: 'size', min: 1024, max: 1024 * 1024, default: '16KiB', help: 'L7: largest request head a client may send; larger ones get 431' },
+  'admin-token-file': { key: 'adminTokenFile', kind: 'string', help: 'file holding a bearer token that every admin path but /healthz and /readyz then requires' },
   'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
 };
 
@@ -87,6 +103,15 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
       if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) throw bad('must be a whole number from 1 to 1000');
       return Number(raw);
     }
+    case 'number': {
+      if (!/^\d+$/.test(raw) || Number(raw) < spec.min! || Number(raw) > spec.max!) throw bad(`must be a whole number from ${spec.min} to ${spec.max}`);
+      return Number(raw);
+    }
+    case 'size': {
+      const bytes = parseSize(raw);
+      if (bytes === undefined || bytes < spec.min! || bytes > spec.max!) throw bad(`must be a size from ${spec.min} to ${spec.max} bytes, such as 16KiB`);
+      return bytes;
+    }
     case 'addr': {
       const m = /^(.*):(\d+)$/.exec(raw);
       const port = m ? Number(m[2]) : NaN;
@@ -100,9 +125,9 @@ export function helpText(): string {
   const lines = ['Usage: meshd [flags]', '', 'A routing-mesh load balancer for Docker Swarm.', '', 'Flags (each also settable as MESHD_<NAME> in the environment):'];
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
-    lines.push(`  --${flag.padEnd(20)} ${spec.help}${def}`);
+    lines.push(`  --${flag.padEnd(22)} ${spec.help}${def}`);
   }
-  lines.push(`  --${'help'.padEnd(20)} show this text`);
+  lines.push(`  --${'help'.padEnd(22)} show this text`);
   return lines.join('\n') + '\n';
 }
 

@@ -35,6 +35,10 @@ export interface RouteSpec {
   backends: BackendSpec[];
   /** Send a PROXY protocol v2 header to backends (L4). */
   proxyProtocol: boolean;
+  /** Client connections this route holds at once (label meshd.max-connections); unlimited when absent. */
+  maxConnections?: number;
+  /** L4: close a connection idle this long (label meshd.idle-timeout); --tcp-idle-timeout when absent. */
+  idleTimeout?: number;
   /** Problems found while compiling this route (bad labels, unreachable tasks). */
   problems: string[];
 }
