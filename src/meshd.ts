@@ -29,7 +29,12 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   const table = new Table({ drainTimeout: config.drainTimeout });
   const stats = new ProxyStats();
   const metrics = createMetrics(table, stats);
-  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout };
+  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
+    limits: {
+      headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
+      maxConnections: config.maxConnections, maxHeaderSize: config.maxHeaderSize,
+    },
+  };
   const listeners = new Listeners(ctx, config.listenHost, log.child({ component: 'listeners' }));
   const prober = new Prober(table, log.child({ component: 'health' }));
   const defaults: CompileDefaults = {

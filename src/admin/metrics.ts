@@ -67,6 +67,13 @@ export function createMetrics(table: Table, stats: ProxyStats): Metrics {
       this.inc(stats.retries);
     },
   });
+  new Counter({
+    name: 'meshd_client_limit_trips_total', help: 'Client connections or requests cut by a limit (client-header-timeout, max-connections, ...).', labelNames: ['limit'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [limit, n] of stats.limits) this.inc({ limit }, n);
+    },
+  });
   new Gauge({
     name: 'meshd_client_connections', help: 'Open client connections.', registers: [registry],
     collect() {

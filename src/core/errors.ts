@@ -7,12 +7,24 @@ const ErrorCodes = {
   BACKEND_FAILED: { status: 502, message: 'the backend failed to answer' },
   BACKEND_TIMEOUT: { status: 504, message: 'the backend did not answer in time' },
   BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
+  REQUEST_TIMEOUT: { status: 408, message: 'the request head did not arrive in time' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'request head too large' },
+  ROUTE_AT_CAPACITY: { status: 503, message: 'this route is at its connection limit' },
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
 export function errorStatus(code: ErrorCode): number {
   return ErrorCodes[code].status;
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+/** A whole HTTP/1.1 error response that closes the connection, for a client meshd answers on the raw socket. */
+export function rawErrorResponse(code: ErrorCode): string {
+  const status = ErrorCodes[code].status;
+  const body = errorBody(code);
+  return `HTTP/1.1 ${status} ${REASONS[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-meshd-error: ${code}\r\n\r\n${body}`;
 }
 
 /** The short body a client gets for an error status: one line it can read. */

@@ -11,10 +11,28 @@ export class ProxyStats {
   retries = 0;
   /** Open client connections, L4 and L7. */
   connections = 0;
+  /** Client limits that tripped, by limit (see LIMITS). */
+  readonly limits = new Map<Limit, number>();
 
   count(code: ErrorCode): void {
     this.answered.set(code, (this.answered.get(code) ?? 0) + 1);
   }
+
+  tripped(limit: Limit): void {
+    this.limits.set(limit, (this.limits.get(limit) ?? 0) + 1);
+  }
+}
+
+/** The limits meshd puts on clients, by the name /metrics reports them under. */
+export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size';
+
+/** Client limits from the flags; a route may narrow the last two (meshd.max-connections, meshd.idle-timeout). */
+export interface ClientLimits {
+  headerTimeout: number;
+  idleTimeout: number;
+  tcpIdleTimeout: number;
+  maxConnections: number;
+  maxHeaderSize: number;
 }
 
 export interface ProxyContext {
@@ -23,4 +41,5 @@ export interface ProxyContext {
   stats: ProxyStats;
   connectTimeout: number;
   responseTimeout: number;
+  limits: ClientLimits;
 }

@@ -4,10 +4,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { errorBody, errorCodeOf, errorStatus, isConnectError, type ErrorCode } from '../core/errors.js';
+import { errorBody, errorCodeOf, errorStatus, isConnectError, rawErrorResponse, type ErrorCode } from '../core/errors.js';
 import { reportFailure, reportSuccess } from '../health/outlier.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
+import { admitConnection, admitToRoute } from './limits.js';
 import { pipeToBackend } from './pipe.js';
 import { UpstreamPool, type Sink } from './upstream.js';
 
@@ -224,18 +225,34 @@ function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, cli
   });
 }
 
-const BAD_REQUEST = `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${errorBody('BAD_REQUEST').length}\r\n\r\n${errorBody('BAD_REQUEST')}`;
+/** What a malformed or over-limit client is told before its connection closes. */
+function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'HEADERS_TOO_LARGE';
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'REQUEST_TIMEOUT';
+  return 'BAD_REQUEST';
+}
 
 export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
-  const server = http.createServer({ keepAlive: true, noDelay: true, keepAliveTimeout: 30_000, requestTimeout: 0, headersTimeout: 30_000 });
-  server.on('connection', (socket: net.Socket) => {
-    ctx.stats.connections++;
-    socket.once('close', () => ctx.stats.connections--);
+  const { limits } = ctx;
+  const server = http.createServer({
+    keepAlive: true, noDelay: true, requestTimeout: 0,
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headerTimeout,
+    keepAliveTimeout: limits.idleTimeout,
+    // How often node looks for clients past the header timeout: a slowloris client is cut within this much of it.
+    connectionsCheckingInterval: Math.min(1000, limits.headerTimeout),
+  });
+  server.on('connection', (socket: net.Socket) => admitConnection(ctx, socket));
+  // With no server-wide socket timeout set, a socket times out only idling between keep-alive requests.
+  server.on('timeout', (socket: net.Socket) => {
+    ctx.stats.tripped('client-idle-timeout');
+    socket.destroy();
   });
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const rh = readRequestHead(req, false);
     const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
+    if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
     forward(ctx, route, req, res, rh);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -246,14 +263,24 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
       socket.end(`HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n${errorBody('NO_ROUTE')}`);
       return;
     }
+    if (!admitToRoute(ctx, route, socket)) {
+      ctx.stats.count('ROUTE_AT_CAPACITY');
+      socket.end(rawErrorResponse('ROUTE_AT_CAPACITY'));
+      return;
+    }
     upgrade(ctx, route, req, socket, head);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    // Malformed HTTP: answer this client alone and close its connection.
-    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    ctx.stats.count('BAD_REQUEST');
-    ctx.log.debug({ port, code: err.code }, 'malformed request from client');
-    socket.end(BAD_REQUEST);
+    // Malformed HTTP or a limit: answer this client alone and close its connection,
+    // unless a response is already on its way there (a 4xx would land inside it).
+    const busy = (socket as { _httpMessage?: http.ServerResponse })._httpMessage?.headersSent;
+    if (err.code === 'ECONNRESET' || !socket.writable || busy) return void socket.destroy();
+    const code = clientErrorCode(err);
+    if (code === 'HEADERS_TOO_LARGE') ctx.stats.tripped('max-header-size');
+    else if (code === 'REQUEST_TIMEOUT') ctx.stats.tripped('client-header-timeout');
+    ctx.stats.count(code);
+    ctx.log.debug({ port, code: err.code }, 'client error');
+    socket.end(rawErrorResponse(code));
   });
   return server;
 }

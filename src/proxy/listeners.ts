@@ -51,6 +51,8 @@ export class Listeners {
       const server = entry.mode === 'http' ? createHttpServer(this.#ctx, port) : createTcpServer(this.#ctx, port);
       try {
         await listen(server, this.#host, port);
+        // Accept errors (out of descriptors, say) cost one client, never the process.
+        server.on('error', (err: NodeJS.ErrnoException) => this.#log.warn({ port, err: err.message, code: err.code }, 'published port error'));
         this.#open.set(port, { mode: entry.mode, server });
         this.failures.delete(port);
         this.#log.info({ port, mode: entry.mode }, 'listening');

@@ -8,6 +8,7 @@ import { errorCodeOf } from '../core/errors.js';
 import { reportFailure, reportSuccess } from '../health/outlier.js';
 import type { Backend, Closable, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
+import { tcpIdleTimeout } from './limits.js';
 
 export interface PipeOptions {
   /** Bytes for the backend before the client's own (a PROXY header, a replayed request head). */
@@ -65,6 +66,13 @@ export function pipeToBackend(ctx: ProxyContext, route: Route, client: Duplex, o
     if (opts.preamble) upstream.write(opts.preamble());
     relay(client, upstream);
     relay(upstream, client);
+    // A socket's timer restarts on every read and write, so the client's covers both directions.
+    if (client instanceof net.Socket) {
+      client.setTimeout(tcpIdleTimeout(ctx, route), () => {
+        ctx.stats.tripped('tcp-idle-timeout');
+        client.destroy();
+      });
+    }
   });
   upstream.on('error', (err) => {
     if (!connected) {

@@ -128,6 +128,8 @@ export class Route {
   /** Eligible backends in a stable order; rebuilt only when a flag changes. */
   #eligible: Backend[] = [];
   #next = 0;
+  /** Client connections (L4) or in-flight requests (L7) held by this route; counted only when it has a limit. */
+  held = 0;
 
   constructor(spec: RouteSpec, table: Table) {
     this.spec = spec;
