@@ -24,7 +24,7 @@ export class ProxyStats {
 }
 
 /** The limits meshd puts on clients, by the name /metrics reports them under. */
-export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size';
+export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size' | 'pipeline-depth';
 
 /** Client limits from the flags; a route may narrow the last two (meshd.max-connections, meshd.idle-timeout). */
 export interface ClientLimits {

@@ -225,6 +225,50 @@ function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, cli
   });
 }
 
+interface Pipeline {
+  busy: boolean;
+  waiting: (() => void)[];
+}
+const PIPELINE = Symbol('meshd.pipeline');
+/** Pipelined requests a connection may have waiting; benchmarks pipeline 16 deep at most. */
+const MAX_PIPELINE = 64;
+type PipelinedSocket = net.Socket & { [PIPELINE]?: Pipeline; _handle?: { readStart(): number; readStop(): number } | null };
+
+/**
+ * Serves the requests of one connection one at a time, as HAProxy does with
+ * pipelining, so answers go out in order and meshd never buffers many. While
+ * requests wait, the socket is not read (node's parser reads the handle
+ * directly, so pausing the stream would not stop it); what one read already
+ * brought is parsed, and a client with more than MAX_PIPELINE requests waiting
+ * from it is cut off: node keeps every parsed request until its answer is sent.
+ */
+function serially(ctx: ProxyContext, req: http.IncomingMessage, res: http.ServerResponse, serve: () => void): void {
+  const socket = req.socket as PipelinedSocket;
+  // Node goes on parsing the chunk at hand after a cut; those requests have nowhere to go.
+  if (socket.destroyed) return;
+  let p = socket[PIPELINE];
+  if (!p) p = socket[PIPELINE] = { busy: false, waiting: [] };
+  const run = () => {
+    p!.busy = true;
+    res.once('close', () => next(socket, p!));
+    serve();
+  };
+  if (!p.busy) return run();
+  if (p.waiting.length >= MAX_PIPELINE) {
+    ctx.stats.tripped('pipeline-depth');
+    return void socket.destroy();
+  }
+  if (p.waiting.push(run) === 1) socket._handle?.readStop();
+}
+
+function next(socket: PipelinedSocket, p: Pipeline): void {
+  p.busy = false;
+  if (socket.destroyed) return void (p.waiting.length = 0);
+  const run = p.waiting.shift();
+  if (run) return run();
+  socket._handle?.readStart();
+}
+
 /** What a malformed or over-limit client is told before its connection closes. */
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
   if (err.code === 'HPE_HEADER_OVERFLOW') return 'HEADERS_TOO_LARGE';
@@ -248,13 +292,13 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
     ctx.stats.tripped('client-idle-timeout');
     socket.destroy();
   });
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => serially(ctx, req, res, () => {
     const rh = readRequestHead(req, false);
     const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
     if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
     forward(ctx, route, req, res, rh);
-  });
+  }));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const route = routeFor(ctx, port, req.headers.host);

@@ -148,6 +148,43 @@ describe('client limits (L7)', () => {
     assert.equal(await trips(m.adminPort, 'max-header-size'), before + 1);
   });
 
+  it('answers pipelined requests in order, one at a time, and cuts a client that piles up more than it reads', async () => {
+    let inFlight = 0;
+    let most = 0;
+    let hits = 0;
+    const slowFirst = new Backend('p', (req, res) => {
+      hits++;
+      most = Math.max(most, ++inFlight);
+      // The first answer is the slowest: a parallel pipeline would finish the others first.
+      setTimeout(() => {
+        inFlight--;
+        res.end(`path=${req.url}`);
+      }, req.url === '/0' ? 100 : 1);
+    });
+    await slowFirst.start();
+    const p2 = await freePort();
+    await m.update([{ name: 'web', publish: port, mode: 'http', backends: [backend.address] }, { name: 'p', publish: p2, mode: 'http', backends: [slowFirst.address] }]);
+    try {
+      const n = 40;
+      let text = '';
+      for (let i = 0; i < n; i++) text += `GET /${i} HTTP/1.1\r\nHost: p\r\n${i === n - 1 ? 'Connection: close\r\n' : ''}\r\n`;
+      const r = await raw(p2, text, 10_000);
+      const bodies = [...r.data.matchAll(/path=\/(\d+)/g)].map((x) => Number(x[1]));
+      assert.deepEqual(bodies, Array.from({ length: n }, (_, i) => i));
+      assert.equal(most, 1, 'one request of the connection at a time');
+
+      const before = await trips(m.adminPort, 'pipeline-depth');
+      hits = 0;
+      const flood = await raw(p2, 'GET /x HTTP/1.1\r\nHost: p\r\n\r\n'.repeat(20_000), 5000);
+      assert.ok(flood.closed, 'the flooding client is cut off');
+      assert.ok(hits <= 1, `${hits} of its requests reached the backend`);
+      assert.equal(await trips(m.adminPort, 'pipeline-depth'), before + 1);
+      assert.equal((await get(p2, '/after')).body, 'path=/after');
+    } finally {
+      await slowFirst.kill();
+    }
+  });
+
   it('holds a fast backend back while the client does not read (bounded buffer), and delivers every byte once it does', async () => {
     const size = 64 << 20;
     let written = 0;
