@@ -122,7 +122,7 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
 }
 
 export function helpText(): string {
-  const lines = ['Usage: meshd [flags]', '', 'A routing-mesh load balancer for Docker Swarm.', '', 'Flags (each also settable as MESHD_<NAME> in the environment):'];
+  const lines = ['Usage: meshd [flags]', '       meshd status [--watch] [--json]   (the table of a running meshd; meshd status --help)', '', 'A routing-mesh load balancer for Docker Swarm.', '', 'Flags (each also settable as MESHD_<NAME> in the environment):'];
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
     lines.push(`  --${flag.padEnd(22)} ${spec.help}${def}`);

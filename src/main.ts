@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 // meshd's command line: read the config, start, and stop gracefully on SIGTERM.
+import { runStatus } from './cli/status.js';
 import { ConfigError, helpText, parseConfig } from './config.js';
 import { createLogger } from './core/log.js';
 import { SourceError } from './discovery/source.js';
 import { startMeshd } from './meshd.js';
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'status') process.exit(await runStatus(argv.slice(1)));
   let config;
   try {
-    config = parseConfig(process.argv.slice(2));
+    config = parseConfig(argv);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`meshd: ${err.message}\n`);

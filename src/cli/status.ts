@@ -1,0 +1,162 @@
+// `meshd status`: a running meshd's table in the terminal, read from its admin
+// API. Exit code 1 when a route has no healthy backend, so scripts can gate on
+// it; 2 when the admin API cannot be read.
+import fs from 'node:fs';
+import { request } from 'undici';
+
+interface BackendView {
+  address: string;
+  node: string | null;
+  state: string;
+  health: { active: string; ejected: boolean; failed: boolean; lastProbeError: string | null };
+  active: number;
+  requests: number;
+  failures: number;
+}
+
+interface RouteView {
+  name: string;
+  port: number;
+  mode: string;
+  hosts: string[];
+  listening: boolean;
+  listenError?: string;
+  problems: string[];
+  eligible: number;
+  backends: BackendView[];
+}
+
+export interface RoutesView {
+  version: number;
+  loaded: boolean;
+  discoveryError?: string;
+  routes: RouteView[];
+  notices: { service: string; port?: number; message: string }[];
+}
+
+interface StatusOptions {
+  adminAddr: string;
+  tokenFile: string | undefined;
+  watch: boolean;
+  json: boolean;
+  interval: number;
+}
+
+const USAGE = `Usage: meshd status [--admin-addr HOST:PORT] [--admin-token-file FILE] [--watch] [--json]
+
+Prints the routing table of the meshd whose admin API listens at --admin-addr
+(default $MESHD_ADMIN_ADDR or 127.0.0.1:9900): ports, routes, backends with
+node, state and health, problems. --watch redraws it when it changes; --json
+prints the admin API's answer as it is. Exits 1 when a route has no healthy
+backend, 2 when the admin API cannot be read.
+`;
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[], env: NodeJS.ProcessEnv): StatusOptions | 'help' {
+  const o: StatusOptions = { adminAddr: env.MESHD_ADMIN_ADDR ?? '127.0.0.1:9900', tokenFile: env.MESHD_ADMIN_TOKEN_FILE, watch: false, json: false, interval: 1000 };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === '') throw new UsageError(`${flag}: needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--help': case '-h': return 'help';
+      case '--watch': o.watch = true; break;
+      case '--json': o.json = true; break;
+      case '--admin-addr': o.adminAddr = value(); break;
+      case '--admin-token-file': o.tokenFile = value(); break;
+      default: throw new UsageError(`unknown argument ${JSON.stringify(argv[i])} (see meshd status --help)`);
+    }
+  }
+  if (!/^(\[[^\]]+\]|[^:]+):\d+$/.test(o.adminAddr)) throw new UsageError(`--admin-addr: must be HOST:PORT (got ${JSON.stringify(o.adminAddr)})`);
+  return o;
+}
+
+async function fetchRoutes(o: StatusOptions): Promise<{ text: string; view: RoutesView }> {
+  const headers: Record<string, string> = {};
+  if (o.tokenFile) headers.authorization = `Bearer ${fs.readFileSync(o.tokenFile, 'utf8').trim()}`;
+  const res = await request(`http://${o.adminAddr}/api/routes`, { headers, headersTimeout: 5000, bodyTimeout: 5000 });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`admin API answered ${res.statusCode}: ${text.trim().slice(0, 200)}`);
+  return { text, view: JSON.parse(text) as RoutesView };
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+}
+
+function healthOf(b: BackendView): string {
+  const parts = [`probe ${b.health.active}`];
+  if (b.health.ejected) parts.push('ejected');
+  if (b.health.failed) parts.push('task failed');
+  if (b.health.lastProbeError && b.health.active !== 'up') parts.push(b.health.lastProbeError);
+  return parts.join(', ');
+}
+
+/** The table as text, one block per route. */
+export function render(view: RoutesView): string {
+  const out: string[] = [`table version ${view.version}${view.loaded ? '' : ' (no table loaded yet)'}`];
+  if (view.discoveryError) out.push(`discovery error: ${view.discoveryError}`);
+  const routes = [...view.routes].sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
+  for (const r of routes) {
+    const hosts = r.hosts.length ? ` hosts ${r.hosts.join(',')}` : '';
+    const listening = r.listening ? '' : ` NOT LISTENING${r.listenError ? `: ${r.listenError}` : ''}`;
+    out.push('', `${r.port}/${r.mode}  ${r.name}${hosts}  ${r.eligible}/${r.backends.length} backends healthy${listening}`);
+    if (r.backends.length) {
+      out.push(...table([
+        ['  BACKEND', 'NODE', 'STATE', 'HEALTH', 'ACTIVE', 'REQUESTS', 'FAILURES'],
+        ...r.backends.map((b) => [`  ${b.address}`, b.node ?? '-', b.state, healthOf(b), String(b.active), String(b.requests), String(b.failures)]),
+      ]));
+    }
+    for (const p of r.problems) out.push(`  problem: ${p}`);
+  }
+  if (view.notices.length) out.push('', 'notices:', ...view.notices.map((n) => `  ${n.service}${n.port ? ` (${n.port})` : ''}: ${n.message}`));
+  return out.join('\n') + '\n';
+}
+
+/** 1 when any route has no backend taking work. */
+export function exitCodeOf(view: RoutesView): number {
+  return view.routes.some((r) => r.eligible === 0) ? 1 : 0;
+}
+
+export async function runStatus(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let o: StatusOptions | 'help';
+  try {
+    o = parseArgs(argv, env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`meshd status: ${err.message}\n`);
+    return 2;
+  }
+  if (o === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const once = async (): Promise<{ code: number; text: string }> => {
+    try {
+      const { text, view } = await fetchRoutes(o);
+      return { code: exitCodeOf(view), text: o.json ? text.trimEnd() + '\n' : render(view) };
+    } catch (err) {
+      return { code: 2, text: `meshd status: cannot read http://${o.adminAddr}/api/routes: ${(err as Error).message}\n` };
+    }
+  };
+  if (!o.watch) {
+    const { code, text } = await once();
+    (code === 2 ? process.stderr : process.stdout).write(text);
+    return code;
+  }
+  // --watch: redraw only when the answer changes; Ctrl-C ends it.
+  let last = '';
+  for (;;) {
+    const { text } = await once();
+    if (text !== last) {
+      process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}  ${o.adminAddr}\n${text}`);
+      last = text;
+    }
+    await new Promise((r) => setTimeout(r, o.interval));
+  }
+}
