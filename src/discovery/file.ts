@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
+import { routeHealth } from '../table/compile.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
 
 class RoutesFileError extends Error {
@@ -43,10 +44,11 @@ function backend(v: unknown, where: string): BackendSpec {
   return { id: `${host}:${p}`, host, port: p, draining: false };
 }
 
-function health(v: unknown, where: string, defaults: HealthSpec): HealthSpec {
-  if (v === undefined) return { ...defaults };
+/** The health keys a route sets; routeHealth() merges them over the defaults. */
+function health(v: unknown, where: string): Partial<HealthSpec> {
+  if (v === undefined) return {};
   if (!isObj(v)) throw new RoutesFileError(`${where}: must be a mapping (path, interval, timeout, rise, fall)`);
-  const out: HealthSpec = { ...defaults };
+  const out: Partial<HealthSpec> = {};
   for (const [k, val] of Object.entries(v)) {
     const at = `${where}.${k}`;
     if (k === 'path') {
@@ -56,7 +58,6 @@ function health(v: unknown, where: string, defaults: HealthSpec): HealthSpec {
     else if (k === 'rise' || k === 'fall') out[k] = count(val, at);
     else throw new RoutesFileError(`${at}: unknown key (path, interval, timeout, rise, fall)`);
   }
-  if (out.timeout > out.interval) throw new RoutesFileError(`${where}.timeout: must not exceed the interval`);
   return out;
 }
 
@@ -81,15 +82,16 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string')) throw new RoutesFileError(`${where}.hosts: must be a list of host names`);
     if (hosts.length && mode !== 'http') throw new RoutesFileError(`${where}.hosts: only for mode http`);
     const backends = r.backends.map((b: unknown, j: number) => backend(b, `${where}.backends[${j}]`));
+    const problems: string[] = [];
     routes.push({
       name: r.name,
       mode,
       port: port(r.publish, `${where}.publish`),
       hosts: (hosts as string[]).map((h) => h.toLowerCase()),
-      health: health(r.health, `${where}.health`, defaults.health),
+      health: routeHealth(defaults.health, health(r.health, `${where}.health`), 'health.timeout', problems),
       backends,
       proxyProtocol: r.proxyProtocol === true,
-      problems: [],
+      problems,
     });
   });
   for (const a of routes) {

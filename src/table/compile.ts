@@ -50,6 +50,20 @@ function ingressPorts(service: SwarmService): { published: number; target: numbe
     .map((p) => ({ published: p.PublishedPort!, target: p.TargetPort ?? p.PublishedPort! }));
 }
 
+/**
+ * A route's health settings: its own over the defaults. A timeout it does not set
+ * follows a shorter interval silently; one it sets above its interval is a
+ * contradiction, reported as a problem named `timeoutName`, and the interval is used.
+ */
+export function routeHealth(defaults: HealthSpec, given: Partial<HealthSpec>, timeoutName: string, problems: string[]): HealthSpec {
+  const health: HealthSpec = { ...defaults, ...given };
+  if (health.timeout > health.interval) {
+    if (given.timeout !== undefined) problems.push(`${timeoutName} (${health.timeout}ms) exceeds the interval (${health.interval}ms); the interval is used as timeout`);
+    health.timeout = health.interval;
+  }
+  return health;
+}
+
 function byCreation(a: SwarmService, b: SwarmService): number {
   return (a.CreatedAt ?? '').localeCompare(b.CreatedAt ?? '') || a.Spec.Name.localeCompare(b.Spec.Name);
 }
@@ -101,12 +115,8 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
       continue;
     }
 
-    const health: HealthSpec = { ...options.defaults.health, ...labels.health };
     const routeProblems = [...labels.problems];
-    if (health.timeout > health.interval) {
-      routeProblems.push(`meshd.health.timeout (${health.timeout}ms) exceeds the interval (${health.interval}ms); the interval is used as timeout`);
-      health.timeout = health.interval;
-    }
+    const health = routeHealth(options.defaults.health, labels.health, 'meshd.health.timeout', routeProblems);
 
     for (const pub of labels.publish) {
       const problems = [...routeProblems];

@@ -43,6 +43,27 @@ routes:
     it(`refuses ${text}`, () => assert.throws(() => routesFromDocument(parse(text), defaults), re));
   }
 
+  it('lets a timeout it does not set follow a shorter interval, silently', () => {
+    const t = routesFromDocument(parse('routes: [{ name: a, publish: 80, backends: [], health: { path: /, interval: 500ms } }]'), defaults);
+    assert.deepEqual(t.routes[0]!.health, { path: '/', interval: 500, timeout: 500, rise: 2, fall: 3 });
+    assert.deepEqual(t.routes[0]!.problems, []);
+  });
+
+  it('serves a route whose timeout exceeds its interval, clamped, with the problem shown', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: a, publish: 80, backends: [], health: { interval: 500ms, timeout: 2s } }
+  - { name: b, publish: 81, backends: [], health: { timeout: 3s } }
+  - { name: c, publish: 82, backends: [] }
+`), defaults);
+    const [a, b, c] = t.routes;
+    assert.equal(a!.health.timeout, 500);
+    assert.deepEqual(a!.problems, ['health.timeout (2000ms) exceeds the interval (500ms); the interval is used as timeout']);
+    assert.equal(b!.health.timeout, 2000, 'a timeout above the default interval is a contradiction too');
+    assert.match(b!.problems.join('\n'), /health\.timeout \(3000ms\) exceeds the interval \(2000ms\)/);
+    assert.deepEqual(c!.problems, [], 'the other routes are untouched');
+  });
+
   it('lets L7 routes share a port with distinct hosts', () => {
     const t = routesFromDocument(parse(`
 routes:
