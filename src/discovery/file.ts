@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
 import { routeHealth } from '../table/compile.js';
+import { MAX_ROUTE_CONNECTIONS } from '../table/labels.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
 
 class RoutesFileError extends Error {
@@ -35,6 +36,11 @@ function count(v: unknown, where: string): number {
   return v;
 }
 
+function connections(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_ROUTE_CONNECTIONS) throw new RoutesFileError(`${where}: ${JSON.stringify(v)} is not a whole number from 1 to ${MAX_ROUTE_CONNECTIONS}`);
+  return v;
+}
+
 function backend(v: unknown, where: string): BackendSpec {
   if (typeof v !== 'string') throw new RoutesFileError(`${where}: must be "host:port"`);
   const m = /^(?:\[(.+)\]|([^:]+)):(\d+)$/.exec(v.trim());
@@ -61,7 +67,7 @@ function health(v: unknown, where: string): Partial<HealthSpec> {
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout']);
 
 /** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
 export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
@@ -81,6 +87,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     const hosts = r.hosts === undefined ? [] : r.hosts;
     if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string')) throw new RoutesFileError(`${where}.hosts: must be a list of host names`);
     if (hosts.length && mode !== 'http') throw new RoutesFileError(`${where}.hosts: only for mode http`);
+    if (r.idleTimeout !== undefined && mode !== 'tcp') throw new RoutesFileError(`${where}.idleTimeout: only for mode tcp (http clients: --client-idle-timeout)`);
     const backends = r.backends.map((b: unknown, j: number) => backend(b, `${where}.backends[${j}]`));
     const problems: string[] = [];
     routes.push({
@@ -91,6 +98,8 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
       health: routeHealth(defaults.health, health(r.health, `${where}.health`), 'health.timeout', problems),
       backends,
       proxyProtocol: r.proxyProtocol === true,
+      ...(r.maxConnections !== undefined ? { maxConnections: connections(r.maxConnections, `${where}.maxConnections`) } : {}),
+      ...(r.idleTimeout !== undefined ? { idleTimeout: duration(r.idleTimeout, `${where}.idleTimeout`) } : {}),
       problems,
     });
   });

@@ -122,6 +122,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
       const problems = [...routeProblems];
       if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http ports only; port ${pub.published} is tcp`);
       if (labels.proxyProtocol && pub.mode === 'http') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is http`);
+      if (labels.idleTimeout !== undefined && pub.mode === 'http') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is http (see --client-idle-timeout)`);
       const backends: BackendSpec[] = [];
       for (const task of tasksByService.get(service.ID) ?? []) {
         const draining = isDraining(task);
@@ -143,6 +144,8 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         health,
         backends,
         proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
+        ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
+        ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
         problems,
       };
       const sharing = byPort.get(route.port) ?? [];

@@ -38,10 +38,28 @@ routes:
     ['routes: [{ name: a, publish: 80, backends: [], colour: red }]', /routes\[0\]\.colour: unknown key/],
     ['routes: [{ name: a, publish: 80, backends: [] }, { name: b, publish: 80, backends: [] }]', /both claim port 80/],
     ['routes: [{ name: a, publish: 80, backends: [] }, { name: a, publish: 81, backends: [] }]', /"a" is used twice/],
+    ['routes: [{ name: a, publish: 80, backends: [], maxConnections: 0 }]', /routes\[0\]\.maxConnections: 0 is not a whole number from 1 to 10000000/],
+    ['routes: [{ name: a, publish: 80, backends: [], maxConnections: "lots" }]', /routes\[0\]\.maxConnections: "lots" is not a whole number/],
+    ['routes: [{ name: a, publish: 80, backends: [], maxConnections: 2.5 }]', /routes\[0\]\.maxConnections: 2\.5/],
+    ['routes: [{ name: a, publish: 80, backends: [], idleTimeout: forever }]', /routes\[0\]\.idleTimeout: "forever" is not a duration/],
+    ['routes: [{ name: a, publish: 80, mode: http, backends: [], idleTimeout: 1m }]', /routes\[0\]\.idleTimeout: only for mode tcp/],
   ];
   for (const [text, re] of bad) {
     it(`refuses ${text}`, () => assert.throws(() => routesFromDocument(parse(text), defaults), re));
   }
+
+  it('reads per-route limits', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: db, publish: 5432, backends: [], maxConnections: 200, idleTimeout: 15m }
+  - { name: web, publish: 80, mode: http, backends: [], maxConnections: 5000 }
+  - { name: plain, publish: 81, backends: [] }
+`), defaults);
+    const [web, plain, db] = t.routes;
+    assert.deepEqual([db!.maxConnections, db!.idleTimeout], [200, 900_000]);
+    assert.deepEqual([web!.maxConnections, web!.idleTimeout], [5000, undefined]);
+    assert.ok(!('maxConnections' in plain!) && !('idleTimeout' in plain!));
+  });
 
   it('lets a timeout it does not set follow a shorter interval, silently', () => {
     const t = routesFromDocument(parse('routes: [{ name: a, publish: 80, backends: [], health: { path: /, interval: 500ms } }]'), defaults);
