@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
+import { routeHealth } from '../table/compile.js';
+import { MAX_ROUTE_CONNECTIONS } from '../table/labels.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
 
 class RoutesFileError extends Error {
@@ -34,6 +36,11 @@ function count(v: unknown, where: string): number {
   return v;
 }
 
+function connections(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_ROUTE_CONNECTIONS) throw new RoutesFileError(`${where}: ${JSON.stringify(v)} is not a whole number from 1 to ${MAX_ROUTE_CONNECTIONS}`);
+  return v;
+}
+
 function backend(v: unknown, where: string): BackendSpec {
   if (typeof v !== 'string') throw new RoutesFileError(`${where}: must be "host:port"`);
   const m = /^(?:\[(.+)\]|([^:]+)):(\d+)$/.exec(v.trim());
@@ -43,10 +50,11 @@ function backend(v: unknown, where: string): BackendSpec {
   return { id: `${host}:${p}`, host, port: p, draining: false };
 }
 
-function health(v: unknown, where: string, defaults: HealthSpec): HealthSpec {
-  if (v === undefined) return { ...defaults };
+/** The health keys a route sets; routeHealth() merges them over the defaults. */
+function health(v: unknown, where: string): Partial<HealthSpec> {
+  if (v === undefined) return {};
   if (!isObj(v)) throw new RoutesFileError(`${where}: must be a mapping (path, interval, timeout, rise, fall)`);
-  const out: HealthSpec = { ...defaults };
+  const out: Partial<HealthSpec> = {};
   for (const [k, val] of Object.entries(v)) {
     const at = `${where}.${k}`;
     if (k === 'path') {
@@ -56,11 +64,10 @@ function health(v: unknown, where: string, defaults: HealthSpec): HealthSpec {
     else if (k === 'rise' || k === 'fall') out[k] = count(val, at);
     else throw new RoutesFileError(`${at}: unknown key (path, interval, timeout, rise, fall)`);
   }
-  if (out.timeout > out.interval) throw new RoutesFileError(`${where}.timeout: must not exceed the interval`);
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout']);
 
 /** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
 export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
@@ -80,16 +87,20 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     const hosts = r.hosts === undefined ? [] : r.hosts;
     if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string')) throw new RoutesFileError(`${where}.hosts: must be a list of host names`);
     if (hosts.length && mode !== 'http') throw new RoutesFileError(`${where}.hosts: only for mode http`);
+    if (r.idleTimeout !== undefined && mode !== 'tcp') throw new RoutesFileError(`${where}.idleTimeout: only for mode tcp (http clients: --client-idle-timeout)`);
     const backends = r.backends.map((b: unknown, j: number) => backend(b, `${where}.backends[${j}]`));
+    const problems: string[] = [];
     routes.push({
       name: r.name,
       mode,
       port: port(r.publish, `${where}.publish`),
       hosts: (hosts as string[]).map((h) => h.toLowerCase()),
-      health: health(r.health, `${where}.health`, defaults.health),
+      health: routeHealth(defaults.health, health(r.health, `${where}.health`), 'health.timeout', problems),
       backends,
       proxyProtocol: r.proxyProtocol === true,
-      problems: [],
+      ...(r.maxConnections !== undefined ? { maxConnections: connections(r.maxConnections, `${where}.maxConnections`) } : {}),
+      ...(r.idleTimeout !== undefined ? { idleTimeout: duration(r.idleTimeout, `${where}.idleTimeout`) } : {}),
+      problems,
     });
   });
   for (const a of routes) {

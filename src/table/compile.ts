@@ -50,6 +50,20 @@ function ingressPorts(service: SwarmService): { published: number; target: numbe
     .map((p) => ({ published: p.PublishedPort!, target: p.TargetPort ?? p.PublishedPort! }));
 }
 
+/**
+ * A route's health settings: its own over the defaults. A timeout it does not set
+ * follows a shorter interval silently; one it sets above its interval is a
+ * contradiction, reported as a problem named `timeoutName`, and the interval is used.
+ */
+export function routeHealth(defaults: HealthSpec, given: Partial<HealthSpec>, timeoutName: string, problems: string[]): HealthSpec {
+  const health: HealthSpec = { ...defaults, ...given };
+  if (health.timeout > health.interval) {
+    if (given.timeout !== undefined) problems.push(`${timeoutName} (${health.timeout}ms) exceeds the interval (${health.interval}ms); the interval is used as timeout`);
+    health.timeout = health.interval;
+  }
+  return health;
+}
+
 function byCreation(a: SwarmService, b: SwarmService): number {
   return (a.CreatedAt ?? '').localeCompare(b.CreatedAt ?? '') || a.Spec.Name.localeCompare(b.Spec.Name);
 }
@@ -101,17 +115,14 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
       continue;
     }
 
-    const health: HealthSpec = { ...options.defaults.health, ...labels.health };
     const routeProblems = [...labels.problems];
-    if (health.timeout > health.interval) {
-      routeProblems.push(`meshd.health.timeout (${health.timeout}ms) exceeds the interval (${health.interval}ms); the interval is used as timeout`);
-      health.timeout = health.interval;
-    }
+    const health = routeHealth(options.defaults.health, labels.health, 'meshd.health.timeout', routeProblems);
 
     for (const pub of labels.publish) {
       const problems = [...routeProblems];
       if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http ports only; port ${pub.published} is tcp`);
       if (labels.proxyProtocol && pub.mode === 'http') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is http`);
+      if (labels.idleTimeout !== undefined && pub.mode === 'http') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is http (see --client-idle-timeout)`);
       const backends: BackendSpec[] = [];
       for (const task of tasksByService.get(service.ID) ?? []) {
         const draining = isDraining(task);
@@ -133,6 +144,8 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         health,
         backends,
         proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
+        ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
+        ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
         problems,
       };
       const sharing = byPort.get(route.port) ?? [];

@@ -14,10 +14,14 @@ export interface ServiceLabels {
   health: Partial<HealthSpec>;
   hosts: string[];
   proxyProtocol: boolean;
+  maxConnections?: number;
+  idleTimeout?: number;
   problems: string[];
 }
 
 const LABEL_PREFIX = 'meshd.';
+/** Upper bound of meshd.max-connections, the same as --max-connections'. */
+export const MAX_ROUTE_CONNECTIONS = 10_000_000;
 const PUBLISH = 'meshd.publish';
 
 function parsePort(text: string): number | undefined {
@@ -101,12 +105,22 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
       case 'meshd.hosts':
         out.hosts = value.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
         break;
+      case 'meshd.max-connections':
+        if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MAX_ROUTE_CONNECTIONS) {
+          p.push(`${name}: "${value}" is not a whole number from 1 to ${MAX_ROUTE_CONNECTIONS}; the route has no limit of its own`);
+        } else out.maxConnections = Number(value);
+        break;
+      case 'meshd.idle-timeout': {
+        const v = durationLabel(name, value, p);
+        if (v !== undefined) out.idleTimeout = v;
+        break;
+      }
       case 'meshd.proxy-protocol':
         if (value === 'v2') out.proxyProtocol = true;
         else p.push(`${name}: "${value}" is not supported; write v2`);
         break;
       default:
-        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol and meshd.health.{path,interval,timeout,rise,fall}`);
+        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout and meshd.health.{path,interval,timeout,rise,fall}`);
     }
   }
   return out;

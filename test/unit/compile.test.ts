@@ -78,6 +78,45 @@ describe('compile', () => {
     assert.match(t.notices[0]!.message, /not PUBLISHED:TARGET/);
   });
 
+  it('lets a health timeout that no label sets follow a shorter interval, silently', () => {
+    const t = compile(snapshot([service('web', { 'meshd.publish': '80:80/http', 'meshd.health.path': '/', 'meshd.health.interval': '500ms' })], []), options);
+    assert.deepEqual(t.routes[0]!.health, { path: '/', interval: 500, timeout: 500, rise: 2, fall: 3 });
+    assert.deepEqual(t.routes[0]!.problems, []);
+  });
+
+  it('clamps a labelled health timeout above the interval and shows it on the route', () => {
+    const t = compile(snapshot([
+      service('web', { 'meshd.publish': '80:80', 'meshd.health.interval': '500ms', 'meshd.health.timeout': '2s' }),
+      service('db', { 'meshd.publish': '81:81', 'meshd.health.timeout': '3s' }),
+    ], []), options);
+    const [web, db] = [t.routes.find((r) => r.name === 'web')!, t.routes.find((r) => r.name === 'db')!];
+    assert.equal(web.health.timeout, 500);
+    assert.deepEqual(web.problems, ['meshd.health.timeout (2000ms) exceeds the interval (500ms); the interval is used as timeout']);
+    assert.equal(db.health.timeout, 2000, 'against the default interval too');
+    assert.match(db.problems.join('\n'), /meshd\.health\.timeout \(3000ms\) exceeds the interval \(2000ms\)/);
+  });
+
+  it('fills per-route limits from labels: both on tcp ports, the connection cap alone on http', () => {
+    const t = compile(snapshot([
+      service('db', { 'meshd.publish': '5432:5432, 8080:80/http', 'meshd.max-connections': '100', 'meshd.idle-timeout': '10m' }),
+      service('web', { 'meshd.publish': '81:80' }),
+    ], []), options);
+    const [tcp, http] = [t.routes.find((r) => r.port === 5432)!, t.routes.find((r) => r.port === 8080)!];
+    assert.deepEqual([tcp.maxConnections, tcp.idleTimeout, tcp.problems], [100, 600_000, []]);
+    assert.deepEqual([http.maxConnections, http.idleTimeout], [100, undefined]);
+    assert.match(http.problems.join('\n'), /meshd\.idle-timeout applies to tcp ports only; port 8080 is http/);
+    const web = t.routes.find((r) => r.name === 'web')!;
+    assert.ok(!('maxConnections' in web) && !('idleTimeout' in web), 'no label, no per-route limit');
+  });
+
+  it('turns bad limit labels into problems on the route and serves it with the defaults', () => {
+    const t = compile(snapshot([service('db', { 'meshd.publish': '5432:5432', 'meshd.max-connections': 'many', 'meshd.idle-timeout': 'never' })], [task('t1', 'db')]), options);
+    const r = t.routes[0]!;
+    assert.deepEqual([r.maxConnections, r.idleTimeout, r.backends.length], [undefined, undefined, 1]);
+    assert.match(r.problems.join('\n'), /meshd\.max-connections: "many"/);
+    assert.match(r.problems.join('\n'), /meshd\.idle-timeout: "never"/);
+  });
+
   it('gives a contested port to the older service and reports the other', () => {
     const t = compile(snapshot([service('second', { 'meshd.publish': '90:80' }), service('a', { 'meshd.publish': '90:80' })], []), options);
     assert.deepEqual(t.routes.map((r) => r.name), ['a']);

@@ -38,10 +38,49 @@ routes:
     ['routes: [{ name: a, publish: 80, backends: [], colour: red }]', /routes\[0\]\.colour: unknown key/],
     ['routes: [{ name: a, publish: 80, backends: [] }, { name: b, publish: 80, backends: [] }]', /both claim port 80/],
     ['routes: [{ name: a, publish: 80, backends: [] }, { name: a, publish: 81, backends: [] }]', /"a" is used twice/],
+    ['routes: [{ name: a, publish: 80, backends: [], maxConnections: 0 }]', /routes\[0\]\.maxConnections: 0 is not a whole number from 1 to 10000000/],
+    ['routes: [{ name: a, publish: 80, backends: [], maxConnections: "lots" }]', /routes\[0\]\.maxConnections: "lots" is not a whole number/],
+    ['routes: [{ name: a, publish: 80, backends: [], maxConnections: 2.5 }]', /routes\[0\]\.maxConnections: 2\.5/],
+    ['routes: [{ name: a, publish: 80, backends: [], idleTimeout: forever }]', /routes\[0\]\.idleTimeout: "forever" is not a duration/],
+    ['routes: [{ name: a, publish: 80, mode: http, backends: [], idleTimeout: 1m }]', /routes\[0\]\.idleTimeout: only for mode tcp/],
   ];
   for (const [text, re] of bad) {
     it(`refuses ${text}`, () => assert.throws(() => routesFromDocument(parse(text), defaults), re));
   }
+
+  it('reads per-route limits', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: db, publish: 5432, backends: [], maxConnections: 200, idleTimeout: 15m }
+  - { name: web, publish: 80, mode: http, backends: [], maxConnections: 5000 }
+  - { name: plain, publish: 81, backends: [] }
+`), defaults);
+    const [web, plain, db] = t.routes;
+    assert.deepEqual([db!.maxConnections, db!.idleTimeout], [200, 900_000]);
+    assert.deepEqual([web!.maxConnections, web!.idleTimeout], [5000, undefined]);
+    assert.ok(!('maxConnections' in plain!) && !('idleTimeout' in plain!));
+  });
+
+  it('lets a timeout it does not set follow a shorter interval, silently', () => {
+    const t = routesFromDocument(parse('routes: [{ name: a, publish: 80, backends: [], health: { path: /, interval: 500ms } }]'), defaults);
+    assert.deepEqual(t.routes[0]!.health, { path: '/', interval: 500, timeout: 500, rise: 2, fall: 3 });
+    assert.deepEqual(t.routes[0]!.problems, []);
+  });
+
+  it('serves a route whose timeout exceeds its interval, clamped, with the problem shown', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: a, publish: 80, backends: [], health: { interval: 500ms, timeout: 2s } }
+  - { name: b, publish: 81, backends: [], health: { timeout: 3s } }
+  - { name: c, publish: 82, backends: [] }
+`), defaults);
+    const [a, b, c] = t.routes;
+    assert.equal(a!.health.timeout, 500);
+    assert.deepEqual(a!.problems, ['health.timeout (2000ms) exceeds the interval (500ms); the interval is used as timeout']);
+    assert.equal(b!.health.timeout, 2000, 'a timeout above the default interval is a contradiction too');
+    assert.match(b!.problems.join('\n'), /health\.timeout \(3000ms\) exceeds the interval \(2000ms\)/);
+    assert.deepEqual(c!.problems, [], 'the other routes are untouched');
+  });
 
   it('lets L7 routes share a port with distinct hosts', () => {
     const t = routesFromDocument(parse(`

@@ -41,6 +41,36 @@ describe('parseLabels', () => {
     assert.match(parseLabels({ 'meshd.proxy-protocol': 'v1' }).problems[0]!, /write v2/);
   });
 
+  it('reads per-route limits', () => {
+    const out = parseLabels({ 'meshd.max-connections': '250', 'meshd.idle-timeout': '5m' });
+    assert.deepEqual([out.maxConnections, out.idleTimeout, out.problems], [250, 300_000, []]);
+    const none = parseLabels({ 'meshd.publish': '80:80' });
+    assert.deepEqual([none.maxConnections, none.idleTimeout], [undefined, undefined]);
+  });
+
+  for (const bad of ['0', '-1', 'lots', '1.5', '1e3', '10000001', '']) {
+    it(`reports meshd.max-connections=${JSON.stringify(bad)} and sets no limit`, () => {
+      const out = parseLabels({ 'meshd.max-connections': bad });
+      assert.equal(out.maxConnections, undefined);
+      assert.equal(out.problems.length, 1);
+      assert.match(out.problems[0]!, new RegExp(`^meshd\\.max-connections: "${bad.replace('.', '\\.')}" is not a whole number from 1 to 10000000`));
+    });
+  }
+
+  for (const bad of ['forever', '0s', '-5s', '1d']) {
+    it(`reports meshd.idle-timeout=${JSON.stringify(bad)} and keeps the default`, () => {
+      const out = parseLabels({ 'meshd.idle-timeout': bad });
+      assert.equal(out.idleTimeout, undefined);
+      assert.deepEqual(out.problems.length, 1);
+      assert.match(out.problems[0]!, /^meshd\.idle-timeout: ".*" is not a duration .*the default is used/);
+    });
+  }
+
+  it('names every label it reads when it meets an unknown one', () => {
+    const [problem] = parseLabels({ 'meshd.max-conns': '5' }).problems;
+    for (const known of ['meshd.publish', 'meshd.hosts', 'meshd.proxy-protocol', 'meshd.max-connections', 'meshd.idle-timeout', 'meshd.health.']) assert.ok(problem!.includes(known), `${known} in: ${problem}`);
+  });
+
   it('tolerates services without labels', () => {
     assert.deepEqual(parseLabels(undefined).publish, []);
   });
