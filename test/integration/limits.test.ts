@@ -271,6 +271,90 @@ describe('connection caps', () => {
   });
 });
 
+describe('per-route caps and idle timeout', () => {
+  let echoA: Awaited<ReturnType<typeof echoServer>>;
+  let slow: Backend;
+  let fast: Backend;
+  let m: TestMeshd;
+  let capped: number;
+  let open: number;
+  let web: number;
+
+  before(async () => {
+    echoA = await echoServer();
+    slow = await new Backend('slow', (_req, res) => void setTimeout(() => res.end('slow'), 400)).start();
+    fast = await new Backend('fast').start();
+    [capped, open, web] = [await freePort(), await freePort(), await freePort()];
+    const echo = `127.0.0.1:${echoA.port}`;
+    m = await new TestMeshd().start([
+      { name: 'capped', publish: capped, backends: [echo], maxConnections: 2, idleTimeout: '300ms' },
+      { name: 'open', publish: open, backends: [echo] },
+      { name: 'slow', publish: web, mode: 'http', hosts: ['slow.test'], backends: [slow.address], maxConnections: 1 },
+      { name: 'fast', publish: web, mode: 'http', backends: [fast.address] },
+    ]);
+  });
+  after(async () => {
+    await m.stop();
+    for (const s of echoA.sockets) s.destroy();
+    echoA.server.close();
+    await slow.kill();
+    await fast.kill();
+  });
+
+  it('L4: past meshd.max-connections a route closes new connections; another route is untouched', async () => {
+    const before = await trips(m.adminPort, 'route-max-connections');
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        held.push(await connect(capped));
+        await echo(held[i]!, `c${i}`);
+      }
+      const third = await raw(capped, 'me too', 2000);
+      assert.ok(third.closed && third.data === '', 'third connection closed without an answer');
+      assert.equal(await trips(m.adminPort, 'route-max-connections'), before + 1);
+      for (let i = 0; i < 5; i++) {
+        held.push(await connect(open));
+        await echo(held.at(-1)!, `o${i}`);
+      }
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  });
+
+  it('L4: meshd.idle-timeout closes a quiet connection and keeps a talking one', async () => {
+    const before = await trips(m.adminPort, 'tcp-idle-timeout');
+    const talking = await connect(capped);
+    const quiet = await connect(capped);
+    try {
+      await echo(quiet, 'once');
+      const quietClosed = new Promise<number>((r) => { const t = Date.now(); quiet.once('close', () => r(Date.now() - t)); });
+      for (let i = 0; i < 8; i++) {
+        await echo(talking, `t${i}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const after = await quietClosed;
+      assert.ok(after >= 250 && after < 2000, `quiet connection closed after ${after} ms`);
+      assert.ok(!talking.destroyed, 'the talking connection, 800 ms long, is open');
+      assert.equal(await trips(m.adminPort, 'tcp-idle-timeout'), before + 1);
+    } finally {
+      talking.destroy();
+      quiet.destroy();
+    }
+  });
+
+  it('L7: past meshd.max-connections a route answers 503 ROUTE_AT_CAPACITY; the port\'s other route is untouched', async () => {
+    const [first, second] = await Promise.all([get(web, '/', { host: 'slow.test' }), new Promise((r) => setTimeout(r, 100)).then(() => get(web, '/', { host: 'slow.test' }))]);
+    assert.equal(first.status, 200);
+    assert.equal(second.status, 503);
+    assert.equal(second.headers['x-meshd-error'], 'ROUTE_AT_CAPACITY');
+    const during = get(web, '/', { host: 'slow.test' });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await get(web, '/', { host: 'other.test' })).body, 'fast', 'the default route serves meanwhile');
+    assert.equal((await during).status, 200);
+    assert.equal((await get(web, '/', { host: 'slow.test' })).status, 200, 'the place is free again');
+  });
+});
+
 describe('slowloris against a meshd process', () => {
   const children = new Set<ChildProcess>();
   const sockets: net.Socket[] = [];

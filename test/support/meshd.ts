@@ -17,6 +17,8 @@ export interface FileRoute {
   backends: string[];
   health?: Record<string, string | number>;
   proxyProtocol?: boolean;
+  maxConnections?: number;
+  idleTimeout?: string;
 }
 
 export class TestMeshd {
