@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   try {
     meshd = await startMeshd(config, log);
   } catch (err) {
-    if (!(err instanceof SourceError)) throw err;
+    if (!(err instanceof SourceError || err instanceof ConfigError)) throw err;
     process.stderr.write(`meshd: ${err.message}\n`);
     process.exit(2);
   }

@@ -1,9 +1,9 @@
 // Picks and starts the route source this instance uses: the routes file, the
 // Docker API (on a manager, which also serves its peers), or a manager's meshd
 // (on a worker). Every source ends in the same callback with a compiled table.
-import fs from 'node:fs';
 import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
+import { readToken } from '../core/token.js';
 import { compile } from '../table/compile.js';
 import type { CompileDefaults, RoutingTable } from '../table/spec.js';
 import { ContainerWatcher } from './container-events.js';
@@ -29,15 +29,6 @@ export interface SourceDeps {
 }
 
 export class SourceError extends Error {}
-
-function readToken(path: string): string | undefined {
-  try {
-    const token = fs.readFileSync(path, 'utf8').trim();
-    return token || undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export async function startSource(config: Config, deps: SourceDeps): Promise<Source> {
   const { log, defaults, onTable, onError, onTaskFailed } = deps;
