@@ -40,7 +40,12 @@ function adminToken(config: Config): string | undefined {
   return token;
 }
 
-export async function startMeshd(config: Config, log: Logger, docker?: DockerReader): Promise<Meshd> {
+/**
+ * Starts meshd. Aborting `signal` cancels a start still waiting on the Docker
+ * engine (the promise rejects with its reason); later steps do not wait on
+ * anything remote.
+ */
+export async function startMeshd(config: Config, log: Logger, docker?: DockerReader, signal?: AbortSignal): Promise<Meshd> {
   const token = adminToken(config);
   const table = new Table({ drainTimeout: config.drainTimeout });
   const stats = new ProxyStats();
@@ -89,7 +94,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     const n = table.markTaskFailed(task);
     if (n) dlog.warn({ task, reason, backends: n }, 'task taken out of rotation');
   };
-  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker });
+  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal });
 
   const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
     config.adminAddr.host, config.adminAddr.port);

@@ -26,9 +26,22 @@ export interface SourceDeps {
   /** A task's container died or turned unhealthy: take it out now. */
   onTaskFailed: (task: string, reason: string) => void;
   docker?: DockerReader | undefined;
+  /** Cancels a start that still waits on the engine. */
+  signal?: AbortSignal | undefined;
 }
 
 export class SourceError extends Error {}
+
+/** `p`, or a rejection with the signal's reason as soon as it is aborted. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
+}
 
 export async function startSource(config: Config, deps: SourceDeps): Promise<Source> {
   const { log, defaults, onTable, onError, onTaskFailed } = deps;
@@ -39,12 +52,14 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
   }
 
   const docker = deps.docker ?? dockerFromHost(config.dockerHost);
-  const self = await selfInfo(docker, log);
+  // Engine calls have no timeout of their own; a stop must not wait on them.
+  const self = await unlessAborted(selfInfo(docker, log), deps.signal);
   let role = config.role === 'auto' ? undefined : config.role;
   if (!role) {
     try {
-      role = await detectRole(docker);
+      role = await unlessAborted(detectRole(docker), deps.signal);
     } catch (err) {
+      if (deps.signal?.aborted) throw err;
       log.warn({ err: (err as Error).message }, 'cannot ask the engine for its role; acting as manager and retrying its API');
       role = 'manager';
     }
