@@ -1,9 +1,10 @@
 // Wiring: route source → compile → live table → listeners, probes and admin API.
 // `startMeshd` is what the CLI runs; tests start it in-process the same way.
+import fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { createMetrics, type Metrics } from './admin/metrics.js';
 import { startAdmin } from './admin/server.js';
-import type { Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
 import type { Logger } from './core/log.js';
 import { startSource } from './discovery/source.js';
 import type { DockerReader } from './discovery/swarm.js';
@@ -25,7 +26,27 @@ export interface Meshd {
   stop(): Promise<void>;
 }
 
-export async function startMeshd(config: Config, log: Logger, docker?: DockerReader): Promise<Meshd> {
+/** The admin token, when --admin-token-file is set; a ConfigError naming the flag when it cannot be had. */
+function adminToken(config: Config): string | undefined {
+  const file = config.adminTokenFile;
+  if (file === undefined) return undefined;
+  let token: string;
+  try {
+    token = fs.readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError(`--admin-token-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (!token) throw new ConfigError(`--admin-token-file: ${file} is empty`);
+  return token;
+}
+
+/**
+ * Starts meshd. Aborting `signal` cancels a start still waiting on the Docker
+ * engine (the promise rejects with its reason); later steps do not wait on
+ * anything remote.
+ */
+export async function startMeshd(config: Config, log: Logger, docker?: DockerReader, signal?: AbortSignal): Promise<Meshd> {
+  const token = adminToken(config);
   const table = new Table({ drainTimeout: config.drainTimeout });
   const stats = new ProxyStats();
   const metrics = createMetrics(table, stats);
@@ -78,9 +99,9 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     const n = table.markTaskFailed(task);
     if (n) dlog.warn({ task, reason, backends: n }, 'task taken out of rotation');
   };
-  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker });
+  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal });
 
-  const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting },
+  const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
     config.adminAddr.host, config.adminAddr.port);
 
   return {

@@ -1,7 +1,9 @@
 // The admin API (fastify): liveness, readiness, Prometheus metrics and the live
 // routing table with health, for operators and for meshd's own HEALTHCHECK.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { Counter } from 'prom-client';
 import type { Logger } from '../core/log.js';
+import { bearerMatches } from '../core/token.js';
 import type { Listeners } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
 import type { Metrics } from './metrics.js';
@@ -15,7 +17,12 @@ export interface AdminDeps {
   discoveryError: () => string | undefined;
   /** False once shutdown has begun, so load balancers in front stop sending. */
   accepting: () => boolean;
+  /** Bearer token every path but the probes requires (--admin-token-file); open when absent. */
+  token?: string | undefined;
 }
+
+/** Liveness and readiness stay open: orchestrators and HEALTHCHECKs probe them without a token. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz']);
 
 function routesView(table: Table, listeners: Listeners, discoveryError?: string) {
   return {
@@ -54,6 +61,18 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
     // Scrapes and probes every few seconds would drown the log.
     logController: new LogController({ disableRequestLogging: true }),
   });
+  const unauthorized = new Counter({ name: 'meshd_admin_unauthorized_total', help: 'Admin requests refused for a missing or wrong bearer token.', registers: [deps.metrics.registry] });
+  const { token } = deps;
+  if (token !== undefined) {
+    // onRequest runs before routing, so unknown paths are guarded too.
+    app.addHook('onRequest', async (req, reply) => {
+      const path = req.url.split('?', 1)[0]!;
+      if (OPEN_PATHS.has(path) || bearerMatches(req.headers.authorization, token)) return;
+      unauthorized.inc();
+      deps.log.warn({ remote: req.ip, path }, 'admin request without the right token');
+      return reply.code(401).header('www-authenticate', 'Bearer realm="meshd"').send({ error: 'unauthorized: send Authorization: Bearer <token>' });
+    });
+  }
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const ready = deps.table.loaded && deps.accepting();

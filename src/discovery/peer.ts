@@ -6,24 +6,18 @@
 // Wire format: GET /v1/snapshots with `Authorization: Bearer <token>` answers an
 // NDJSON stream: the current snapshot at once, then each changed one, and an
 // empty line every few seconds so a follower can tell a dead peer from a quiet one.
-import { timingSafeEqual } from 'node:crypto';
 import dns from 'node:dns/promises';
 import http from 'node:http';
 import type net from 'node:net';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/log.js';
+import { bearerMatches } from '../core/token.js';
 import type { SwarmSnapshot } from './snapshot.js';
 
 export const SNAPSHOTS_PATH = '/v1/snapshots';
 /** A worker tells the manager a task's container died, so the manager re-reads tasks at once. */
 export const TASK_FAILED_PATH = '/v1/task-failed';
 const HEARTBEAT_MS = 5_000;
-
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
-}
 
 /** Keeps only the tasks compile() can route to (running, or running and draining); history stays home. */
 function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
@@ -54,7 +48,7 @@ export class PeerServer {
 
   constructor(token: string, readonly log: Logger, onTaskFailed?: (task: string) => void) {
     this.#server = http.createServer((req, res) => {
-      if (!tokenMatches(req.headers.authorization, token)) {
+      if (!bearerMatches(req.headers.authorization, token)) {
         res.writeHead(401, { 'content-type': 'text/plain' }).end('unauthorized\n');
         log.warn({ remote: req.socket.remoteAddress }, 'peer request without the right token');
         return;

@@ -1,9 +1,9 @@
 // Picks and starts the route source this instance uses: the routes file, the
 // Docker API (on a manager, which also serves its peers), or a manager's meshd
 // (on a worker). Every source ends in the same callback with a compiled table.
-import fs from 'node:fs';
 import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
+import { readToken } from '../core/token.js';
 import { compile } from '../table/compile.js';
 import type { CompileDefaults, RoutingTable } from '../table/spec.js';
 import { ContainerWatcher } from './container-events.js';
@@ -26,17 +26,21 @@ export interface SourceDeps {
   /** A task's container died or turned unhealthy: take it out now. */
   onTaskFailed: (task: string, reason: string) => void;
   docker?: DockerReader | undefined;
+  /** Cancels a start that still waits on the engine. */
+  signal?: AbortSignal | undefined;
 }
 
 export class SourceError extends Error {}
 
-function readToken(path: string): string | undefined {
-  try {
-    const token = fs.readFileSync(path, 'utf8').trim();
-    return token || undefined;
-  } catch {
-    return undefined;
-  }
+/** `p`, or a rejection with the signal's reason as soon as it is aborted. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }
 
 export async function startSource(config: Config, deps: SourceDeps): Promise<Source> {
@@ -48,12 +52,14 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
   }
 
   const docker = deps.docker ?? dockerFromHost(config.dockerHost);
-  const self = await selfInfo(docker, log);
+  // Engine calls have no timeout of their own; a stop must not wait on them.
+  const self = await unlessAborted(selfInfo(docker, log), deps.signal);
   let role = config.role === 'auto' ? undefined : config.role;
   if (!role) {
     try {
-      role = await detectRole(docker);
+      role = await unlessAborted(detectRole(docker), deps.signal);
     } catch (err) {
+      if (deps.signal?.aborted) throw err;
       log.warn({ err: (err as Error).message }, 'cannot ask the engine for its role; acting as manager and retrying its API');
       role = 'manager';
     }

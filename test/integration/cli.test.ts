@@ -29,6 +29,7 @@ describe('meshd command', () => {
     for (const [args, env, re] of [
       [['--health-interval', 'often'], {}, /^meshd: --health-interval: must be a duration/],
       [[], { MESHD_ADMIN_ADDR: 'nope' }, /^meshd: --admin-addr: must be HOST:PORT/],
+      [['--admin-token-file', '/nonexistent/admin-token'], {}, /^meshd: --admin-token-file: cannot read \/nonexistent\/admin-token \(ENOENT\)/],
     ] as const) {
       const r = run([...args], { ...env });
       assert.equal(r.status, 2);
