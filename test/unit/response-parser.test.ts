@@ -3,16 +3,14 @@
 // (llhttp) on generated responses split anywhere, and on the ways a backend can
 // frame a response wrongly.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ResponseParser } from '../../src/proxy/response-parser.js';
+import { LlhttpResponses } from '../support/llhttp.js';
 
 interface Message { status: number; reason: string; headers: string[]; body: string; keepAlive: boolean }
 interface Outcome {
   messages: Message[];
-  /** A head or body bytes of a response that had not ended when parsing stopped. */
-  partial: boolean;
   error: string | undefined;
   /** The close came mid-response. */
   truncated: boolean;
@@ -20,24 +18,21 @@ interface Outcome {
 
 /** Feeds `chunks` to meshd's parser for requests with these methods, then (if `close`) the peer's close. */
 function meshd(chunks: Buffer[], methods: string[], close = true): Outcome {
-  const out: Outcome = { messages: [], partial: false, error: undefined, truncated: false };
+  const out: Outcome = { messages: [], error: undefined, truncated: false };
   let current: Message | undefined;
   let body: Buffer[] = [];
   let next = 0;
   const parser = new ResponseParser({
     onHead: (status, reason, headers) => {
       current = { status, reason, headers, body: '', keepAlive: false };
-      out.partial = true;
     },
     onData: (chunk) => {
       body.push(Buffer.from(chunk));
-      out.partial = true;
     },
     onEnd: (keepAlive) => {
       out.messages.push({ ...current!, body: Buffer.concat(body).toString('latin1'), keepAlive });
       current = undefined;
       body = [];
-      out.partial = false;
       if (next < methods.length) parser.expect(methods[next++]!);
     },
     onError: (message) => {
@@ -50,49 +45,11 @@ function meshd(chunks: Buffer[], methods: string[], close = true): Outcome {
   return out;
 }
 
-// node's parser as its HTTP client uses it (strict, not --insecure-http-parser).
-interface LlhttpParser {
-  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
-  execute(b: Buffer): number | Error;
-  finish(): undefined | Error;
-  [k: number]: unknown;
-}
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as {
-  HTTPParser: (new () => LlhttpParser) & Record<'RESPONSE' | 'kOnHeadersComplete' | 'kOnBody' | 'kOnMessageComplete', number>;
-};
-
 function llhttp(chunks: Buffer[], methods: string[]): Outcome {
-  const out: Outcome = { messages: [], partial: false, error: undefined, truncated: false };
-  const p = new HTTPParser();
-  p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
-  let current: Message | undefined;
-  let body: Buffer[] = [];
-  let next = 0;
-  p[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[], _m: unknown, _u: unknown, status: number, reason: string, _up: boolean, keepAlive: boolean) => {
-    current = { status, reason, headers, body: '', keepAlive };
-    // As node's client does: a response to HEAD has no body.
-    return status >= 200 && methods[next] === 'HEAD' ? 1 : 0;
-  };
-  p[HTTPParser.kOnBody] = (b: Buffer) => body.push(Buffer.from(b));
-  p[HTTPParser.kOnMessageComplete] = () => {
-    // Interim (1xx) responses are not delivered: meshd awaits the final head.
-    if (current!.status >= 200) {
-      out.messages.push({ ...current!, body: Buffer.concat(body).toString('latin1') });
-      next++;
-    }
-    current = undefined;
-    body = [];
-  };
-  for (const c of chunks) {
-    const r = p.execute(c);
-    if (r instanceof Error) {
-      out.error = r.message;
-      return out;
-    }
-  }
-  const f = p.finish();
-  if (f instanceof Error) out.error = f.message;
-  return out;
+  const p = new LlhttpResponses(methods);
+  for (const c of chunks) p.execute(c);
+  p.finish();
+  return { messages: p.messages, error: p.error, truncated: false };
 }
 
 /** `wire` split at the given offsets (taken modulo its length). */
