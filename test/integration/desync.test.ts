@@ -8,7 +8,9 @@
 // answer. One row per case: add rows to extend.
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { UpstreamPool, type Exchange, type Sink } from '../../src/proxy/upstream.js';
 import { TestMeshd } from '../support/meshd.js';
 import { LlhttpResponses, type LlhttpMessage } from '../support/llhttp.js';
 import { freePort } from '../support/net.js';
@@ -422,5 +424,92 @@ describe('response desync through meshd', () => {
         b.close();
       }
     });
+  });
+});
+
+// ---- The upstream pool, one connection, a request queued behind another ----
+
+interface Answer { status: number; body: string; error?: string }
+
+/** An exchange for meshd's upstream pool, and its answer once it ends or fails. */
+function exchange(method: string, path: string, body: Readable | null = null, length = 0): { ex: Exchange; answer: Promise<Answer> } {
+  let status = 0;
+  let text = '';
+  let settle!: (a: Answer) => void;
+  const answer = new Promise<Answer>((r) => (settle = r));
+  const sink: Sink = {
+    onHead: (s) => { status = s; },
+    onData: (c) => { text += c.toString('latin1'); return true; },
+    onEnd: () => settle({ status, body: text }),
+    onError: (err) => settle({ status, body: text, error: err.code }),
+  };
+  const head = `${method} ${path} HTTP/1.1\r\nhost: pool.test\r\n${body ? `content-length: ${length}\r\n` : ''}\r\n`;
+  return { ex: { method, head, body, chunked: false, sink }, answer };
+}
+
+describe('upstream pool: a request queued behind a misbehaving response', () => {
+  /** Path of each request the backend parsed, and the number of the connection it came on. */
+  const seenOn = new Map<string, number>();
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  // Parses heads only (bodies are not read, as a server that answers early does): body bytes left on
+  // a reused connection would be parsed as requests.
+  const backend = net.createServer((socket) => {
+    const id = ++connections;
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buf = '';
+    socket.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+        const path = buf.slice(buf.indexOf(' ') + 1, buf.indexOf(' ', buf.indexOf(' ') + 1));
+        buf = buf.slice(end + 4);
+        seenOn.set(path, id);
+        if (path === '/stray') socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok${EVIL_RESPONSE}`);
+        else if (path === '/early') socket.write('HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n');
+        else socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}`);
+      }
+    });
+  });
+  let pool: UpstreamPool;
+
+  before(async () => {
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    pool = new UpstreamPool({
+      host: '127.0.0.1', port: (backend.address() as net.AddressInfo).port,
+      connectTimeout: 2000, responseTimeout: 2000, maxConnections: 1, idleTimeout: 2000,
+    });
+  });
+  after(async () => {
+    pool.destroy();
+    const closed = new Promise((r) => backend.close(r));
+    for (const s of sockets) s.destroy();
+    await closed;
+  });
+
+  it('does not hand bytes after a response to the request queued behind it', async () => {
+    const first = exchange('GET', '/stray');
+    const queued = exchange('GET', '/queued');
+    pool.dispatch(first.ex);
+    pool.dispatch(queued.ex);
+    assert.deepEqual(await first.answer, { status: 200, body: 'ok' });
+    assert.deepEqual(await queued.answer, { status: 200, body: '/queued' });
+  });
+
+  it('does not reuse a connection whose response came before the request body was sent', async () => {
+    const body = new PassThrough();
+    const smuggled = r(['GET /smuggled HTTP/1.1', HOST]);
+    const early = exchange('POST', '/early', body, 4 + smuggled.length);
+    const queued = exchange('GET', '/queued-2');
+    pool.dispatch(early.ex);
+    pool.dispatch(queued.ex);
+    body.write('body');
+    assert.deepEqual(await early.answer, { status: 413, body: '' });
+    // The rest of the body, which a server that answered early would read as a request.
+    body.end(smuggled);
+    assert.deepEqual(await queued.answer, { status: 200, body: '/queued-2' });
+    assert.notEqual(seenOn.get('/queued-2'), seenOn.get('/early'), 'the queued request went on another connection');
+    assert.ok(!seenOn.has('/smuggled'), 'the body never reached the backend as a request');
   });
 });
