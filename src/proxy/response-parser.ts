@@ -63,6 +63,8 @@ export class ResponseParser {
   #chunked = false;
   #close = false;
   #keepAliveToken = false;
+  /** The response being read leaves the connection fit for another exchange. */
+  #keepAlive = false;
 
   constructor(readonly events: ResponseEvents) {}
 
@@ -299,27 +301,23 @@ export class ResponseParser {
     }
     // Either could be the framing: no guessing which one the client would pick (RFC 9112 §6.3).
     if (this.#te && this.#length >= 0) return this.#error('both Transfer-Encoding and Content-Length');
-    const keepAlive = !this.#close && (!http10 || this.#keepAliveToken);
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+    if (this.#te && http10) return this.#error('Transfer-Encoding in HTTP/1.0');
+    this.#keepAlive = !this.#close && (!http10 || this.#keepAliveToken);
     const headers = this.#headers;
     this.#headers = [];
     this.events.onHead(status, reason, headers);
     if (this.#state !== State.Head) return false;
-    if (this.#isHead || status === 204 || status === 304) return this.#end(rest, keepAlive);
+    if (this.#isHead || status === 204 || status === 304) return this.#end(rest);
     if (this.#te) {
-      if (this.#chunked) {
-        this.#state = State.ChunkSize;
-        this.#close = !keepAlive;
-        return true;
-      }
       // A final coding other than chunked: the body ends when the backend closes.
-      this.#state = State.UntilClose;
+      this.#state = this.#chunked ? State.ChunkSize : State.UntilClose;
       return true;
     }
-    if (this.#length === 0) return this.#end(rest, keepAlive);
+    if (this.#length === 0) return this.#end(rest);
     if (this.#length > 0) {
       this.#state = State.Length;
       this.#remaining = this.#length;
-      this.#close = !keepAlive;
       return true;
     }
     this.#state = State.UntilClose;
@@ -327,9 +325,9 @@ export class ResponseParser {
   }
 
   /** The response ended with `rest` bytes after it in this read; false when parsing stopped. */
-  #end(rest: number, keepAlive = !this.#close): boolean {
+  #end(rest: number): boolean {
     this.#state = State.Idle;
-    this.events.onEnd(keepAlive && rest === 0);
+    this.events.onEnd(this.#keepAlive && rest === 0);
     return this.#live();
   }
 

@@ -323,6 +323,7 @@ const CASES: Case[] = [
   { name: 'chunked, gzip', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
   { name: 'chunked then a gzip header', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
   { name: 'empty Transfer-Encoding', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\nok', want: 'error' },
+  { name: 'Transfer-Encoding in HTTP/1.0', wire: 'HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
   { name: 'coding not a token', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chun ked\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
   // Chunked coding (RFC 9112 §7.1)
   { name: 'chunk extensions are ignored', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n1;a;b="q \\" v"\r\n!\r\n0;last\r\n\r\n', want: { status: 200, body: 'hello!', keepAlive: true } },
