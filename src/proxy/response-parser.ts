@@ -3,8 +3,8 @@
 // fed, never copied) and the end of each response. Strict where RFC 9112 lets a
 // recipient choose: a response whose framing two parsers could read differently
 // is an error, never a guess, since a guess is how responses get mixed up.
-// A head is found with one indexOf and its lines checked with one regular
-// expression each; body bytes are never looped over in JS.
+// A head is found with one indexOf and checked with two regular expressions
+// (status line, all field lines at once); body bytes are never looped over in JS.
 
 /** What a parser reports to; it may call expect() from onEnd and stop() from any callback. */
 export interface ResponseEvents {
@@ -30,6 +30,8 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?
 // RFC 9112 §5: field-name ":" OWS field-value OWS; a name is a token (so no
 // whitespace before the colon, no obs-fold), a value has no control characters.
 const FIELD_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*$/;
+/** The field lines of a head, each with the CRLF before it. */
+const FIELDS = /^(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DIGITS = /^\d+$/;
 // RFC 9112 §7.1: chunk-size [chunk-ext] CRLF, chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ).
@@ -216,21 +218,23 @@ export class ResponseParser {
 
   /** The status line and fields, blank line taken off; `rest`: bytes after it in this read. False when parsing stopped. */
   #head(text: string, rest: number): boolean {
-    const lines = text.split('\r\n');
-    const m = STATUS_LINE.exec(lines[0]!);
+    const eol = text.indexOf('\r\n');
+    const m = STATUS_LINE.exec(eol < 0 ? text : text.slice(0, eol));
     if (!m) return this.#error('malformed status line');
-    for (let i = 1; i < lines.length; i++) {
-      if (!this.#field(lines[i]!)) return false;
+    if (eol >= 0) {
+      // All fields checked at once; the pattern also refuses a CR or LF left inside a line (no bare line endings).
+      const fields = text.slice(eol);
+      if (!FIELDS.test(fields)) return this.#error(/\r\n[\t ]/.test(fields) ? 'obs-fold' : 'malformed header line');
+      const lines = fields.split('\r\n');
+      for (let i = 1; i < lines.length; i++) {
+        if (!this.#field(lines[i]!)) return false;
+      }
     }
     return this.#headDone(Number(m[2]), m[3] ?? '', m[1] === '0', rest);
   }
 
+  /** One field line, its syntax already checked. */
   #field(line: string): boolean {
-    // The pattern also refuses a CR or LF left inside a line (no bare line endings).
-    if (!FIELD_LINE.test(line)) {
-      const c = line.charCodeAt(0);
-      return this.#error(c === 32 || c === 9 ? 'obs-fold' : 'malformed header line');
-    }
     const colon = line.indexOf(':');
     const name = line.slice(0, colon);
     const value = trimOws(line.slice(colon + 1));
@@ -262,8 +266,9 @@ export class ResponseParser {
    * as one (RFC 9110 §8.6) and are passed on as one field; different values are an error.
    */
   #contentLength(name: string, value: string): boolean {
+    const list = value.includes(',');
     let n = -1;
-    for (const part of value.includes(',') ? value.split(',') : [value]) {
+    for (const part of list ? value.split(',') : [value]) {
       const v = trimOws(part);
       const k = DIGITS.test(v) ? Number(v) : NaN;
       if (!Number.isSafeInteger(k) || (n >= 0 && k !== n)) return this.#error('bad Content-Length');
@@ -271,7 +276,7 @@ export class ResponseParser {
     }
     if (this.#length >= 0) return this.#length === n || this.#error('two different Content-Lengths');
     this.#length = n;
-    this.#headers.push(name, value.includes(',') ? String(n) : value);
+    this.#headers.push(name, list ? String(n) : value);
     return true;
   }
 
