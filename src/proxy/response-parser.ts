@@ -40,6 +40,16 @@ const CHUNK_LINE = /^([0-9A-Fa-f]{1,16})(?:[\t ]*;[\t ]*[!#$%&'*+\-.^_`|~0-9A-Za
 
 const enum State { Idle, Head, Length, ChunkSize, ChunkData, ChunkEnd, Trailers, UntilClose, Dead }
 
+/** Where in `chunk` the head that `pending` began ends (after its blank line), or 0 if not in it. */
+function headEnd(pending: Buffer, chunk: Buffer): number {
+  // The blank line's CRLFCRLF may straddle the two.
+  for (let k = Math.min(3, pending.length); k > 0; k--) {
+    if (pending.subarray(pending.length - k).equals(CRLF2.subarray(0, k)) && chunk.subarray(0, 4 - k).equals(CRLF2.subarray(k))) return 4 - k;
+  }
+  const i = chunk.indexOf(CRLF2);
+  return i < 0 ? 0 : i + 4;
+}
+
 /** Strips OWS (SP, HTAB) only: String.trim() would also take obs-text such as NBSP. */
 function trimOws(s: string): string {
   let a = 0;
@@ -98,11 +108,18 @@ export class ResponseParser {
   }
 
   execute(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.#pending) {
-      buf = Buffer.concat([this.#pending, chunk]);
-      this.#pending = undefined;
-    }
+    const pending = this.#pending;
+    if (!pending) return this.#run(chunk, 0);
+    this.#pending = undefined;
+    // Join only what completes the pending head or line, so body bytes after it are not copied.
+    const end = this.#state === State.Head ? headEnd(pending, chunk) : chunk.indexOf(LF) + 1;
+    if (end <= 0 || end === chunk.length) return this.#run(Buffer.concat([pending, chunk]), 0);
+    this.#run(Buffer.concat([pending, chunk.subarray(0, end)]), chunk.length - end);
+    if (this.#state !== State.Dead) this.execute(chunk.subarray(end));
+  }
+
+  /** Parses `buf`; `more`: bytes of this read that follow it (they make a response that ends here not reusable). */
+  #run(buf: Buffer, more: number): void {
     let at = 0;
     while (at < buf.length) {
       switch (this.#state) {
@@ -118,7 +135,7 @@ export class ResponseParser {
           }
           const text = buf.toString('latin1', at, end);
           at = end + 4;
-          if (!this.#head(text, buf.length - at)) return;
+          if (!this.#head(text, buf.length - at + more)) return;
           break;
         }
         case State.Trailers: {
@@ -134,7 +151,7 @@ export class ResponseParser {
           const start = at;
           at = lf + 1;
           // Trailers are checked and dropped (meshd re-frames the body); the blank line ends the body.
-          if (lf - 1 === start) this.#end(buf.length - at);
+          if (lf - 1 === start) this.#end(buf.length - at + more);
           else if (!FIELD_LINE.test(buf.toString('latin1', start, lf - 1))) return void this.#error('malformed trailer line');
           break;
         }
@@ -146,7 +163,7 @@ export class ResponseParser {
           at += n;
           this.events.onData(data);
           if (!this.#live() || this.#remaining > 0) break;
-          if (this.#state === State.Length) this.#end(buf.length - at);
+          if (this.#state === State.Length) this.#end(buf.length - at + more);
           else this.#state = State.ChunkEnd;
           break;
         }

@@ -365,6 +365,13 @@ const CASES: Case[] = [
   { name: 'close-delimited', wire: 'HTTP/1.1 200 OK\r\n\r\nall of it', want: { status: 200, body: 'all of it', keepAlive: false } },
 ];
 
+/** A Buffer with memory of its own (small Buffer.from ones share a pool with Buffer.concat's copies). */
+function unpooled(s: string): Buffer {
+  const b = Buffer.alloc(s.length);
+  b.write(s, 'latin1');
+  return b;
+}
+
 describe('upstream response parser: one case per defect class', () => {
   for (const c of CASES) {
     it(c.name, () => {
@@ -402,13 +409,31 @@ describe('upstream response parser: one case per defect class', () => {
   });
 
   it('hands body bytes on as views of the input, not copies', () => {
-    const wire = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello');
+    const wire = unpooled('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello');
     const seen: Buffer[] = [];
     const p = new ResponseParser({ onHead: () => {}, onData: (c) => seen.push(c), onEnd: () => {}, onError: (m) => assert.fail(m) });
     p.expect('GET');
     p.execute(wire);
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.buffer, wire.buffer, 'same memory');
+  });
+
+  it('copies no body bytes when a head or chunk-size line is split across reads', () => {
+    // [first read, second read, body bytes that come in the second read]
+    for (const [first, second, fromSecond] of [
+      ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r', '\nhello', 'hello'],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n', '\r\nhello', 'hello'],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5', '\r\nhello\r\n0\r\n\r\n', 'hello'],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r', '\n3\r\ncde\r\n0\r\n\r\n', 'cde'],
+    ] as const) {
+      const input = unpooled(second);
+      const seen: Buffer[] = [];
+      const p = new ResponseParser({ onHead: () => {}, onData: (c) => seen.push(c), onEnd: () => {}, onError: (m) => assert.fail(m) });
+      p.expect('GET');
+      p.execute(Buffer.from(first));
+      p.execute(input);
+      assert.equal(seen.filter((c) => c.buffer === input.buffer).join(''), fromSecond, JSON.stringify(first));
+    }
   });
 
   it('refuses a head larger than 64 KiB, before its end arrives', () => {
