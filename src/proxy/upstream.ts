@@ -1,7 +1,8 @@
 // A lean HTTP/1.1 client for one backend: keep-alive connections, a request
 // head written in one go, and a response parser (response-parser.ts) that
-// reads only what framing needs and hands body bytes on without copying. Measured in bench/: it took meshd's whole L7 path from 49 to
-// about 40 µs of CPU per request, the cost of a bare undici dispatch alone.
+// reads only what framing needs and hands body bytes on without copying.
+// Measured in bench/: it took meshd's whole L7 path from 49 to about 40 µs of
+// CPU per request, the cost of a bare undici dispatch alone.
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Closable } from '../table/table.js';
