@@ -10,6 +10,7 @@ import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
 import { admitConnection, admitToRoute } from './limits.js';
 import { pipeToBackend } from './pipe.js';
+import { checkRequest } from './request-checks.js';
 import { UpstreamPool, type Sink } from './upstream.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
@@ -293,6 +294,13 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
     socket.destroy();
   });
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => serially(ctx, req, res, () => {
+    // A request meshd and its backend could read differently is refused, and its connection closed.
+    const problem = checkRequest(req);
+    if (problem) {
+      ctx.log.debug({ port, problem }, 'request refused');
+      res.shouldKeepAlive = false;
+      return reply(ctx, res, 'BAD_REQUEST');
+    }
     const rh = readRequestHead(req, false);
     const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
@@ -301,6 +309,13 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
   }));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    const problem = checkRequest(req);
+    if (problem) {
+      ctx.log.debug({ port, problem }, 'upgrade refused');
+      ctx.stats.count('BAD_REQUEST');
+      socket.end(rawErrorResponse('BAD_REQUEST'));
+      return;
+    }
     const route = routeFor(ctx, port, req.headers.host);
     if (!route) {
       ctx.stats.count('NO_ROUTE');

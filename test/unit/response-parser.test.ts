@@ -314,9 +314,10 @@ const CASES: Case[] = [
   // Transfer-Encoding (RFC 9112 §6.1, §6.3)
   { name: 'Transfer-Encoding and Content-Length', wire: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', want: 'error' },
   { name: 'Content-Length after Transfer-Encoding', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n', want: 'error' },
-  { name: 'xchunked is not chunked', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', want: { status: 200, body: '5\r\nhello\r\n0\r\n\r\n', keepAlive: false } },
-  { name: 'gzip alone: read until close', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8bdata', want: { status: 200, body: '\x1f\x8bdata', keepAlive: false } },
-  { name: 'gzip, chunked', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: { status: 200, body: 'ab', keepAlive: true } },
+  { name: 'xchunked is not chunked', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', want: 'error' },
+  // meshd drops Transfer-Encoding towards its client, so a coding other than chunked would arrive undeclared.
+  { name: 'gzip alone', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8bdata', want: 'error' },
+  { name: 'gzip, chunked', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
   { name: 'CHUNKED in capitals', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: { status: 200, body: 'ab', keepAlive: true } },
   { name: 'chunked, chunked', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
   { name: 'two chunked headers', wire: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n', want: 'error' },
