@@ -22,8 +22,6 @@ import acme from 'acme-client';
 import type { Logger } from '../core/log.js';
 import type { ChallengeSet } from './challenges.js';
 
-export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
-
 export interface AcmeOptions {
   directoryUrl: string;
   /** Contact address given to the CA with the account; optional for Let's Encrypt. */
