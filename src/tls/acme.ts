@@ -52,7 +52,7 @@ export interface CertificateStatus {
   /** Failed attempts in a row. */
   failures: number;
   lastError?: string;
-  /** When the ordering instance next orders (or renews) this certificate. */
+  /** When this instance next orders (or renews) this certificate; only while it is the one that orders. */
   nextAttempt?: string;
 }
 
@@ -229,7 +229,7 @@ export class AcmeManager {
       }
       const error = e.invalid ?? e.lastError;
       if (error) s.lastError = error;
-      if (!e.invalid) s.nextAttempt = iso(e.next);
+      if (!e.invalid && this.#running) s.nextAttempt = iso(e.next);
       return s;
     });
   }
@@ -273,7 +273,7 @@ export class AcmeManager {
     } catch (err) {
       this.counters.failures++;
       e.failures++;
-      e.lastError = (err as Error).message ?? String(err);
+      e.lastError = String((err as Error).message ?? err).slice(0, 1000);
       const delay = Math.min(this.#retry.min * 2 ** (e.failures - 1), this.#retry.max);
       e.next = this.#now() + delay;
       const held = this.#certs.get(e.key);
@@ -297,7 +297,9 @@ export class AcmeManager {
 
   async #order(names: string[]): Promise<Issued> {
     const client = await this.#acmeClient();
-    const [keyPem, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, await acme.crypto.createPrivateEcdsaKey());
+    // X.509 caps a common name at 64 characters; the names that count are the altNames.
+    const commonName = names.find((n) => n.length <= 64);
+    const [keyPem, csr] = await acme.crypto.createCsr({ commonName, altNames: names }, await acme.crypto.createPrivateEcdsaKey());
     const chain = await client.auto({
       csr,
       email: this.#o.email,

@@ -75,7 +75,7 @@ describe('ACME against pebble', { timeout: 150_000 }, () => {
   it('orders a one-name and a two-name certificate over HTTP-01, each a full chain up to pebble\'s root', async () => {
     a = manager(pebble, challenges, storage);
     a.m.want([['a.test'], ['C.test', 'b.test', 'b.test']]);
-    assert.deepEqual(a.m.status().map((s) => [s.names, s.state]), [[['a.test'], 'pending'], [['b.test', 'c.test'], 'pending']]);
+    assert.deepEqual(a.m.status().map((s) => [s.names, s.state, s.nextAttempt]), [[['a.test'], 'pending', undefined], [['b.test', 'c.test'], 'pending', undefined]]);
     await a.m.start();
     await waitFor(() => a.issued.length >= 2, 30_000, `two certificates (status ${JSON.stringify(a.m.status())})\n${pebble.output().slice(-2000)}`);
 
