@@ -173,7 +173,8 @@ export class AcmeManager {
   async start(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
-    for (const e of this.#entries.values()) if (!e.invalid) await this.#load(e);
+    // An order kicked by want() meanwhile loads its own entry first: load each once.
+    for (const e of [...this.#entries.values()]) if (!e.invalid && !e.loaded) await this.#load(e);
     this.#kick();
   }
 
