@@ -29,6 +29,10 @@ export interface Config {
   maxConnections: number;
   maxHeaderSize: number;
   adminTokenFile: string | undefined;
+  acmeEmail: string | undefined;
+  acmeDirectory: string;
+  acmeCaFile: string | undefined;
+  acmeStorage: string;
   logLevel: string;
 }
 
@@ -71,6 +75,10 @@ const FLAGS: Record<string, FlagSpec> = {
   'max-connections': { key: 'maxConnections', kind: 'number', min: 1, max: 10_000_000, default: '50000', help: 'client connections the whole process holds at once; more wait in the kernel backlog (label meshd.max-connections limits one route)' },
   'max-header-size': { key: 'maxHeaderSize', kind: 'size', min: 1024, max: 1024 * 1024, default: '16KiB', help: 'L7: largest request head a client may send; larger ones get 431' },
   'admin-token-file': { key: 'adminTokenFile', kind: 'string', help: 'file holding a bearer token that every admin path but /healthz and /readyz then requires' },
+  'acme-email': { key: 'acmeEmail', kind: 'string', help: 'ACME: contact address for the CA account that orders certificates for routes with tls: acme' },
+  'acme-directory': { key: 'acmeDirectory', kind: 'string', default: 'https://acme-v02.api.letsencrypt.org/directory', help: 'ACME: directory URL of the CA (Let\'s Encrypt production; its staging is https://acme-staging-v02.api.letsencrypt.org/directory)' },
+  'acme-ca-file': { key: 'acmeCaFile', kind: 'string', help: 'ACME: PEM file of an extra CA to trust for the directory\'s HTTPS (a private CA)' },
+  'acme-storage': { key: 'acmeStorage', kind: 'string', default: '/var/lib/meshd/acme', help: 'ACME: folder for the account key and issued certificates and keys (managers; keep it on a volume)' },
   'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
 };
 

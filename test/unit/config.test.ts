@@ -23,6 +23,19 @@ describe('config', () => {
     assert.deepEqual(c.adminAddr, { host: '::1', port: 9000 });
   });
 
+  it('has ACME defaults, and takes each ACME flag', () => {
+    const d = parseConfig([], {});
+    if (d === 'help') throw new Error('help');
+    assert.equal(d.acmeDirectory, 'https://acme-v02.api.letsencrypt.org/directory');
+    assert.equal(d.acmeStorage, '/var/lib/meshd/acme');
+    assert.equal(d.acmeEmail, undefined);
+    assert.equal(d.acmeCaFile, undefined);
+    const c = parseConfig(['--acme-email', 'ops@example.com', '--acme-directory=https://127.0.0.1:14000/dir', '--acme-ca-file', '/ca.pem'], { MESHD_ACME_STORAGE: '/data/acme' });
+    if (c === 'help') throw new Error('help');
+    assert.deepEqual([c.acmeEmail, c.acmeDirectory, c.acmeCaFile, c.acmeStorage], ['ops@example.com', 'https://127.0.0.1:14000/dir', '/ca.pem', '/data/acme']);
+    for (const flag of ['--acme-email', '--acme-directory', '--acme-ca-file', '--acme-storage']) assert.match(helpText(), new RegExp(flag));
+  });
+
   const bad: [string[], Record<string, string>, RegExp][] = [
     [['--health-interval', 'soon'], {}, /^--health-interval: must be a duration/],
     [['--provider', 'consul'], {}, /^--provider: must be one of swarm, file/],
