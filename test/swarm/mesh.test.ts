@@ -56,6 +56,7 @@ describe('meshd on a 3-node swarm', () => {
       60_000, `meshd ready on ${node.addr}`)));
     figures.managerFirstTableMs = readyAt[0]! - deployedAt;
     figures.workerFirstTableLagMs = Object.fromEntries(readyAt.slice(1).map((at, i) => [`node${i + 2}`, at - readyAt[0]!]));
+    figures.workerStartup = await workerStartup();
     figures.setupSeconds = Math.round((Date.now() - t0) / 1000);
   });
 
@@ -63,6 +64,32 @@ describe('meshd on a 3-node swarm', () => {
     process.stdout.write(`# swarm figures: ${JSON.stringify({ ...figures, totalSeconds: Math.round((Date.now() - t0) / 1000) })}\n`);
     labDown();
   });
+
+  /**
+   * The same lag from meshd's own log times (one clock: every node runs on this
+   * machine), split into when each worker's meshd started after the manager's
+   * first table (its container's start, not meshd's doing) and how long it took
+   * from its own start to its first table.
+   */
+  async function workerStartup(): Promise<Record<string, { startedAfterManagerTableMs: number; ownStartToTableMs: number }>> {
+    const first = new Map<string, number>();
+    const logs = await docker(manager, 'service', 'logs', '--no-task-ids', 'meshd_meshd');
+    for (const line of logs.split('\n')) {
+      const m = /@(node\d+)\s*\|\s*(\{.*\})\s*$/.exec(line);
+      if (!m) continue;
+      const entry = JSON.parse(m[2]!) as { msg?: string; time?: string };
+      const key = `${m[1]} ${entry.msg}`;
+      if (entry.time) first.set(key, Math.min(first.get(key) ?? Infinity, Date.parse(entry.time)));
+    }
+    const managerTable = first.get('node1 routing table updated');
+    const out: Record<string, { startedAfterManagerTableMs: number; ownStartToTableMs: number }> = {};
+    for (const node of ['node2', 'node3']) {
+      const started = first.get(`${node} swarm discovery starting`);
+      const table = first.get(`${node} routing table updated`);
+      if (managerTable !== undefined && started !== undefined && table !== undefined) out[node] = { startedAfterManagerTableMs: started - managerTable, ownStartToTableMs: table - started };
+    }
+    return out;
+  }
 
   /**
    * A scenario whose failure also prints what meshd logged at warn and above
