@@ -18,6 +18,20 @@ export const SNAPSHOTS_PATH = '/v1/snapshots';
 /** A worker tells the manager a task's container died, so the manager re-reads tasks at once. */
 export const TASK_FAILED_PATH = '/v1/task-failed';
 const HEARTBEAT_MS = 5_000;
+/**
+ * A follower that has never had a snapshot retries this often, for the first
+ * START_WINDOW_MS, then at the normal delay: in a fresh deployment the
+ * managers' instances start at the same moment (and may take seconds on a busy
+ * node), and a worker should serve as soon as one answers.
+ */
+const START_RETRY_MS = 250;
+const START_WINDOW_MS = 10_000;
+/**
+ * DNS lookup timeout while starting. Swarm's DNS forwards a name it does not
+ * know yet (`tasks.<service>` before the task is registered) upstream and fails
+ * only after that times out (about 4 s); its own names it answers at once.
+ */
+const START_DNS_TIMEOUT_MS = 200;
 
 /** Keeps only the tasks compile() can route to (running, or running and draining); history stays home. */
 function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
@@ -103,7 +117,7 @@ export interface PeerFollowerOptions {
   log: Logger;
   onSnapshot: (snapshot: SwarmSnapshot) => void;
   onError: (err: unknown) => void;
-  /** Wait between rounds over all peers when none answers. */
+  /** Wait between rounds over all peers when none answers, once a snapshot has been received. */
   retryDelay?: number;
 }
 
@@ -112,29 +126,40 @@ export class PeerFollower {
   readonly #agent = new Agent({ bodyTimeout: HEARTBEAT_MS * 3, headersTimeout: HEARTBEAT_MS * 2, connectTimeout: 3000 });
   #stopped = false;
   #abort = new AbortController();
+  #hadSnapshot = false;
+  /** Bounded lookups while starting, on the servers the process uses (dns.setServers), as dns.resolve4 does. */
+  readonly #startDns = new dns.Resolver({ timeout: START_DNS_TIMEOUT_MS, tries: 1 });
   /** The peer currently followed, for /api/routes and logs. */
   current: string | undefined;
 
   constructor(options: PeerFollowerOptions) {
     this.#o = options;
+    this.#startDns.setServers(dns.getServers());
   }
 
   start(): void {
     void this.#loop();
   }
 
-  async #candidates(): Promise<string[]> {
+  async #candidates(starting: boolean): Promise<string[]> {
     const p = this.#o.peers;
     if (Array.isArray(p)) return p;
-    const ips = await dns.resolve4(p).catch(() => dns.resolve6(p));
+    const resolver = starting ? this.#startDns : dns;
+    // A name with no IPv4 address may have IPv6 ones; a name not found or timed out has neither.
+    const ips = await resolver.resolve4(p).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENODATA') return resolver.resolve6(p);
+      throw err;
+    });
     return ips.sort().map((ip) => `${ip.includes(':') ? `[${ip}]` : ip}:${this.#o.port}`);
   }
 
   async #loop(): Promise<void> {
+    const startedAt = Date.now();
+    const starting = () => !this.#hadSnapshot && Date.now() - startedAt < START_WINDOW_MS;
     while (!this.#stopped) {
       let peers: string[] = [];
       try {
-        peers = await this.#candidates();
+        peers = await this.#candidates(starting());
         if (peers.length === 0) throw new Error(`no peer found for ${String(this.#o.peers)}`);
       } catch (err) {
         this.#o.onError(err);
@@ -149,7 +174,7 @@ export class PeerFollower {
         }
       }
       this.current = undefined;
-      await new Promise((r) => setTimeout(r, this.#o.retryDelay ?? 1000).unref());
+      await new Promise((r) => setTimeout(r, starting() ? START_RETRY_MS : this.#o.retryDelay ?? 1000).unref());
     }
   }
 
@@ -173,7 +198,9 @@ export class PeerFollower {
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        if (line.trim()) this.#o.onSnapshot(JSON.parse(line) as SwarmSnapshot);
+        if (!line.trim()) continue;
+        this.#o.onSnapshot(JSON.parse(line) as SwarmSnapshot);
+        this.#hadSnapshot = true;
       }
     }
     throw new Error('stream ended');

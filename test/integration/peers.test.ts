@@ -1,6 +1,9 @@
 // Manager → worker snapshot streaming on loopback: token check, live updates,
-// fail-over between manager instances, and the last table kept while none answers.
+// fail-over between manager instances, the last table kept while none answers,
+// and a worker started before any manager following one as soon as it listens.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import dns from 'node:dns';
 import { after, describe, it } from 'node:test';
 import { request } from 'undici';
 import { silentLogger } from '../../src/core/log.js';
@@ -19,6 +22,40 @@ function snapshot(replicas: number): SwarmSnapshot {
     nodes: [], networks: [],
   };
 }
+
+/**
+ * A DNS server on loopback that, like swarm's for `tasks.<service>` before the
+ * task is registered, answers nothing until `registered` is set; then every A
+ * query gets 127.0.0.1 (and AAAA an empty answer).
+ */
+async function fakeSwarmDns(): Promise<{ port: number; registered: boolean; close(): void }> {
+  const socket = dgram.createSocket('udp4');
+  const state = {
+    port: 0,
+    registered: false,
+    close: () => socket.close(),
+  };
+  socket.on('message', (query, from) => {
+    if (!state.registered || query.length < 17) return;
+    let end = 12;
+    while (end < query.length && query[end] !== 0) end += query[end]! + 1;
+    const question = query.subarray(12, end + 5);
+    const isA = question.readUInt16BE(question.length - 4) === 1;
+    const head = Buffer.alloc(12);
+    query.copy(head, 0, 0, 2);
+    head.writeUInt16BE(0x8180, 2); // a response, recursion desired and available, no error
+    head.writeUInt16BE(1, 4);
+    head.writeUInt16BE(isA ? 1 : 0, 6);
+    // Name (a pointer to the question's), type A, class IN, TTL 0, 4 bytes: 127.0.0.1.
+    const answer = isA ? Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1]) : Buffer.alloc(0);
+    socket.send(Buffer.concat([head, question, answer]), from.port, from.address);
+  });
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  state.port = socket.address().port;
+  return state;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('peers', () => {
   const servers: PeerServer[] = [];
@@ -87,5 +124,48 @@ describe('peers', () => {
     await waitFor(() => seen.length === 3, 5000, 'snapshot from the second manager');
     assert.equal(follower.current, `127.0.0.1:${p2}`);
     assert.equal(seen[2]!.tasks.length, 1);
+  });
+
+  it('follows a manager within moments of it listening when started before it, then retries at the normal delay once it had a table', async () => {
+    const swarmDns = await fakeSwarmDns();
+    const servers0 = dns.getServers();
+    dns.setServers([`127.0.0.1:${swarmDns.port}`]);
+    try {
+      const port = await freePort();
+      const seen: SwarmSnapshot[] = [];
+      const errors: string[] = [];
+      // A normal delay well above the bound below: only the retries while starting can meet it.
+      const follower = new PeerFollower({
+        peers: 'tasks.meshd.test', port, token: TOKEN, log: silentLogger(), retryDelay: 4000,
+        onSnapshot: (s) => seen.push(s), onError: (e) => errors.push((e as Error).message),
+      });
+      followers.push(follower);
+      follower.start();
+
+      // As in a fresh deployment: the name is unknown for a moment, then the manager's port refuses.
+      await sleep(1000);
+      swarmDns.registered = true;
+      await sleep(1000);
+      assert.ok(errors.some((e) => e.includes('ECONNREFUSED')), `the follower reached the refusing port: ${errors.slice(-3).join('; ')}`);
+
+      const manager = new PeerServer(TOKEN, silentLogger());
+      servers.push(manager);
+      await manager.listen('127.0.0.1', port);
+      const listening = Date.now();
+      manager.publish(snapshot(2));
+      await waitFor(() => seen.length === 1, 10_000, 'first snapshot');
+      const lag = Date.now() - listening;
+      assert.ok(lag < 2000, `first snapshot ${lag} ms after the manager listened`);
+
+      // Once it has had a table, a lost manager is retried at the normal delay.
+      const before = errors.length;
+      await manager.close();
+      await sleep(1500);
+      assert.ok(errors.length - before <= 2, `${errors.length - before} failed attempts in 1.5 s: ${errors.slice(before).join('; ')}`);
+      assert.equal(seen.length, 1, 'the last snapshot stays');
+    } finally {
+      dns.setServers(servers0);
+      swarmDns.close();
+    }
   });
 });

@@ -47,10 +47,16 @@ describe('meshd on a 3-node swarm', () => {
       child.stdin.end('lab-token-0123456789\n');
       child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`secret create exited ${code}`))));
     });
+    const deployedAt = Date.now();
     await docker(manager, 'stack', 'deploy', '-c', path.join(REPO, 'deploy/stack.yml'), 'meshd');
-    for (const node of lab.nodes) {
-      await waitFor(async () => (await get(9900, '/readyz', {}, false, node.addr)).status === 200, 60_000, `meshd ready on ${node.addr}`);
-    }
+    // When each node's meshd first has a table. The manager's instance publishes
+    // its first snapshot to workers at the moment it applies it itself, so a
+    // worker's lag behind it is the time it took to find and follow it.
+    const readyAt = await Promise.all(lab.nodes.map((node) => waitFor(async () => (await get(9900, '/readyz', {}, false, node.addr)).status === 200 ? Date.now() : undefined,
+      60_000, `meshd ready on ${node.addr}`)));
+    figures.managerFirstTableMs = readyAt[0]! - deployedAt;
+    figures.workerFirstTableLagMs = Object.fromEntries(readyAt.slice(1).map((at, i) => [`node${i + 2}`, at - readyAt[0]!]));
+    figures.workerStartup = await workerStartup();
     figures.setupSeconds = Math.round((Date.now() - t0) / 1000);
   });
 
@@ -58,6 +64,32 @@ describe('meshd on a 3-node swarm', () => {
     process.stdout.write(`# swarm figures: ${JSON.stringify({ ...figures, totalSeconds: Math.round((Date.now() - t0) / 1000) })}\n`);
     labDown();
   });
+
+  /**
+   * The same lag from meshd's own log times (one clock: every node runs on this
+   * machine), split into when each worker's meshd started after the manager's
+   * first table (its container's start, not meshd's doing) and how long it took
+   * from its own start to its first table.
+   */
+  async function workerStartup(): Promise<Record<string, { startedAfterManagerTableMs: number; ownStartToTableMs: number }>> {
+    const first = new Map<string, number>();
+    const logs = await docker(manager, 'service', 'logs', '--no-task-ids', 'meshd_meshd');
+    for (const line of logs.split('\n')) {
+      const m = /@(node\d+)\s*\|\s*(\{.*\})\s*$/.exec(line);
+      if (!m) continue;
+      const entry = JSON.parse(m[2]!) as { msg?: string; time?: string };
+      const key = `${m[1]} ${entry.msg}`;
+      if (entry.time) first.set(key, Math.min(first.get(key) ?? Infinity, Date.parse(entry.time)));
+    }
+    const managerTable = first.get('node1 routing table updated');
+    const out: Record<string, { startedAfterManagerTableMs: number; ownStartToTableMs: number }> = {};
+    for (const node of ['node2', 'node3']) {
+      const started = first.get(`${node} swarm discovery starting`);
+      const table = first.get(`${node} routing table updated`);
+      if (managerTable !== undefined && started !== undefined && table !== undefined) out[node] = { startedAfterManagerTableMs: started - managerTable, ownStartToTableMs: table - started };
+    }
+    return out;
+  }
 
   /**
    * A scenario whose failure also prints what meshd logged at warn and above
@@ -236,6 +268,8 @@ describe('meshd on a 3-node swarm', () => {
   scenario('keeps serving from workers while the manager\'s meshd is down, and they resync when it returns', async () => {
     await createApp('steady', '--replicas', '2', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=steady.test');
     await everyNodeFollows('steady', 2, 60_000);
+    // Both in rotation everywhere before the outage: a worker's table cannot change during it.
+    await allActive('steady', 2);
     const meshdOnManager = await docker(manager, 'ps', '-q', '--filter', 'label=com.docker.swarm.service.name=meshd_meshd');
     const restartedAt = Date.now();
     await docker(manager, 'kill', meshdOnManager);
