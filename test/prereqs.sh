@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite drives for real: Docker engines for the
 # swarm lab, busybox and redis for its images, pebble for ACME, openssl and curl
-# as clients. Run as root, it installs what is missing; otherwise it names the
+# as clients, chromium for the dashboard. Run as root, it installs what is missing; otherwise it names the
 # missing packages in one line and fails.
 set -euo pipefail
 need=()
@@ -15,6 +15,7 @@ have redis-server || have redis-check-rdb || need+=(redis-tools)
 { have sysctl && have pgrep; } || need+=(procps)
 have pebble || need+=(pebble)
 have openssl || need+=(openssl)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "meshd tests need these Debian packages (run as root to install them): ${need[*]}" >&2
