@@ -12,12 +12,14 @@ import { ProxyStats, type ProxyContext } from './proxy/context.js';
 import { Listeners } from './proxy/listeners.js';
 import type { CompileDefaults, RoutingTable } from './table/spec.js';
 import { Table } from './table/table.js';
+import { CertStore } from './tls/store.js';
 
 export interface Meshd {
   table: Table;
   listeners: Listeners;
   metrics: Metrics;
   stats: ProxyStats;
+  certs: CertStore;
   admin: FastifyInstance;
   /** Resolves once a table has been applied and its ports reconciled. */
   settled(): Promise<void>;
@@ -28,7 +30,9 @@ export interface Meshd {
 export async function startMeshd(config: Config, log: Logger, docker?: DockerReader): Promise<Meshd> {
   const table = new Table({ drainTimeout: config.drainTimeout });
   const stats = new ProxyStats();
-  const metrics = createMetrics(table, stats);
+  const certs = new CertStore({ dir: config.tlsDir, defaultName: config.tlsDefaultCert, log: log.child({ component: 'tls' }) });
+  certs.start();
+  const metrics = createMetrics(table, stats, certs);
   const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
     limits: {
       headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
@@ -61,6 +65,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
 
   const onTable = (next: RoutingTable) => {
     discoveryError = undefined;
+    certs.setRoutesFiles(next.tls?.certificates ?? []);
     if (!table.apply(next)) return;
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
@@ -80,11 +85,11 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   };
   const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker });
 
-  const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting },
+  const admin = await startAdmin({ table, listeners, metrics, certs, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting },
     config.adminAddr.host, config.adminAddr.port);
 
   return {
-    table, listeners, metrics, stats, admin,
+    table, listeners, metrics, stats, certs, admin,
     settled: () => reconciled,
     async stop() {
       accepting = false;
@@ -97,6 +102,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
       for (const b of table.allBackends()) b.close(true);
       listeners.forceClose();
       await closed;
+      certs.stop();
       await admin.close();
     },
   };

@@ -4,12 +4,14 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from '../core/log.js';
 import type { Listeners } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
+import type { CertStore } from '../tls/store.js';
 import type { Metrics } from './metrics.js';
 
 export interface AdminDeps {
   table: Table;
   listeners: Listeners;
   metrics: Metrics;
+  certs: CertStore;
   log: Logger;
   /** Discovery's last error, if its last read failed. */
   discoveryError: () => string | undefined;
@@ -17,7 +19,7 @@ export interface AdminDeps {
   accepting: () => boolean;
 }
 
-function routesView(table: Table, listeners: Listeners, discoveryError?: string) {
+function routesView(table: Table, listeners: Listeners, certs: CertStore, discoveryError?: string) {
   return {
     version: table.version,
     loaded: table.loaded,
@@ -45,6 +47,7 @@ function routesView(table: Table, listeners: Listeners, discoveryError?: string)
       })),
     })),
     notices: table.notices,
+    tls: certs.view(),
   };
 }
 
@@ -62,7 +65,7 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
   app.get('/metrics', async (_req, reply) => {
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.discoveryError()));
+  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.certs, deps.discoveryError()));
   await app.listen({ host, port });
   return app;
 }

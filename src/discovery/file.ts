@@ -2,10 +2,11 @@
 // file is re-read when it changes; a bad edit keeps the last good table and is
 // logged with the reason.
 import fs from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
-import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
+import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable, TlsFiles } from '../table/spec.js';
 
 class RoutesFileError extends Error {
   constructor(message: string) {
@@ -100,7 +101,23 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     }
   }
   routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
-  return { routes, notices: [] };
+  const tls = tlsFromDocument(doc);
+  return { routes, notices: [], ...(tls ? { tls } : {}) };
+}
+
+/** The top-level `tls: { certificates: [{ cert, key }] }`: paths as written (relative to the routes file). */
+function tlsFromDocument(doc: Obj): TlsFiles | undefined {
+  if (doc.tls === undefined) return undefined;
+  const shape = 'tls: must be a mapping with `certificates:`, a list of { cert: PATH, key: PATH }';
+  if (!isObj(doc.tls) || !Array.isArray(doc.tls.certificates)) throw new RoutesFileError(shape);
+  for (const k of Object.keys(doc.tls)) if (k !== 'certificates') throw new RoutesFileError(`tls.${k}: unknown key (certificates)`);
+  const certificates = doc.tls.certificates.map((c: unknown, i: number) => {
+    const where = `tls.certificates[${i}]`;
+    if (!isObj(c) || typeof c.cert !== 'string' || !c.cert || typeof c.key !== 'string' || !c.key) throw new RoutesFileError(`${where}: must be { cert: PATH, key: PATH }`);
+    for (const k of Object.keys(c)) if (k !== 'cert' && k !== 'key') throw new RoutesFileError(`${where}.${k}: unknown key (cert, key)`);
+    return { cert: c.cert, key: c.key };
+  });
+  return { certificates };
 }
 
 function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
@@ -116,7 +133,13 @@ function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
   } catch (err) {
     throw new RoutesFileError(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
-  return routesFromDocument(doc, defaults);
+  const table = routesFromDocument(doc, defaults);
+  const dir = dirname(resolve(path));
+  for (const c of table.tls?.certificates ?? []) {
+    c.cert = resolve(dir, c.cert);
+    c.key = resolve(dir, c.key);
+  }
+  return table;
 }
 
 export interface FileDiscoveryOptions {

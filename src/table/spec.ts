@@ -53,6 +53,12 @@ export interface Notice {
 export interface RoutingTable {
   routes: RouteSpec[];
   notices: Notice[];
+  /** Certificates the routes file names (absolute paths); meshd's certificate store reads them. */
+  tls?: TlsFiles;
+}
+
+export interface TlsFiles {
+  certificates: { cert: string; key: string }[];
 }
 
 /** Defaults that labels or a routes file may override per route. */

@@ -51,4 +51,12 @@ routes:
 `), defaults);
     assert.equal(t.routes.length, 2);
   });
+
+  it('reads tls.certificates and refuses a malformed tls section', () => {
+    const t = routesFromDocument(parse('{ routes: [], tls: { certificates: [{ cert: site.crt, key: /k/site.key }] } }'), defaults);
+    assert.deepEqual(t.tls, { certificates: [{ cert: 'site.crt', key: '/k/site.key' }] });
+    assert.equal(routesFromDocument(parse('routes: []'), defaults).tls, undefined);
+    assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certificates: [{ cert: a.crt }] } }'), defaults), /tls\.certificates\[0\]: must be \{ cert: PATH, key: PATH \}/);
+    assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certs: [] } }'), defaults), /tls: must be a mapping with `certificates:`/);
+  });
 });
