@@ -33,7 +33,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   const certs = new CertStore({ dir: config.tlsDir, defaultName: config.tlsDefaultCert, log: log.child({ component: 'tls' }) });
   certs.start();
   const metrics = createMetrics(table, stats, certs);
-  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
+  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, certs, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
     limits: {
       headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
       maxConnections: config.maxConnections, maxHeaderSize: config.maxHeaderSize,

@@ -88,6 +88,13 @@ export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore)
     },
   });
   new Counter({
+    name: 'meshd_tls_handshake_failures_total', help: 'TLS handshakes that failed on https ports, by reason (no-certificate, protocol-version, no-shared-cipher, plain-http, timeout, reset, other).', labelNames: ['reason'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of stats.handshakeFailures) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
     name: 'meshd_tls_certificate_errors_total', help: 'Certificate files or puts refused (unparsable, key not matching, expired); the previous certificate keeps serving.', registers: [registry],
     collect() {
       this.reset();

@@ -19,6 +19,19 @@ export interface AdminDeps {
   accepting: () => boolean;
 }
 
+/** Which certificate an https route's hosts get, and why a client would refuse it. */
+function routeTls(hosts: string[], certs: CertStore) {
+  const def = certs.default;
+  if (!def) return { hosts: [], problems: [`no certificate loaded: TLS handshakes on this port are refused; add NAME.crt and NAME.key to ${certs.dir} or tls.certificates to the routes file`] };
+  const problems: string[] = [];
+  const served = (hosts.length ? hosts : ['*']).map((host) => {
+    const own = host === '*' ? undefined : certs.certificateFor(host);
+    if (host !== '*' && !own) problems.push(`no certificate names ${host}: the default certificate (${def.names.join(', ') || def.source}) is served, which clients will refuse`);
+    return { host, certificate: (own ?? def).source };
+  });
+  return { hosts: served, problems };
+}
+
 function routesView(table: Table, listeners: Listeners, certs: CertStore, discoveryError?: string) {
   return {
     version: table.version,
@@ -32,6 +45,7 @@ function routesView(table: Table, listeners: Listeners, certs: CertStore, discov
       health: r.spec.health,
       proxyProtocol: r.spec.proxyProtocol,
       listening: listeners.ports.includes(r.spec.port),
+      ...(r.spec.mode === 'https' ? { tls: routeTls(r.spec.hosts, certs) } : {}),
       ...(listeners.failures.has(r.spec.port) ? { listenError: listeners.failures.get(r.spec.port) } : {}),
       problems: r.spec.problems,
       eligible: r.eligibleCount,

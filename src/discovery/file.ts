@@ -76,11 +76,11 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     if (names.has(r.name)) throw new RoutesFileError(`${where}.name: "${r.name}" is used twice`);
     names.add(r.name);
     const mode = (r.mode ?? 'tcp') as Mode;
-    if (mode !== 'tcp' && mode !== 'http') throw new RoutesFileError(`${where}.mode: must be tcp or http`);
+    if (mode !== 'tcp' && mode !== 'http' && mode !== 'https') throw new RoutesFileError(`${where}.mode: must be tcp, http or https`);
     if (!Array.isArray(r.backends)) throw new RoutesFileError(`${where}.backends: must be a list of "host:port"`);
     const hosts = r.hosts === undefined ? [] : r.hosts;
     if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string')) throw new RoutesFileError(`${where}.hosts: must be a list of host names`);
-    if (hosts.length && mode !== 'http') throw new RoutesFileError(`${where}.hosts: only for mode http`);
+    if (hosts.length && mode === 'tcp') throw new RoutesFileError(`${where}.hosts: only for mode http or https`);
     const backends = r.backends.map((b: unknown, j: number) => backend(b, `${where}.backends[${j}]`));
     routes.push({
       name: r.name,

@@ -41,7 +41,9 @@ interface RequestHead {
   chunked: boolean;
 }
 
-function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean): RequestHead {
+export type Scheme = 'http' | 'https';
+
+function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme: Scheme): RequestHead {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
@@ -67,7 +69,7 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean): Reque
   // Names listed in Connection are hop-by-hop too; it may come after them, hence a second pass (rare).
   const headers = extra ? out.filter((_, i) => !extra!.has(out[i - (i % 2)]!.toLowerCase())) : out;
   const ip = clientIp(req.socket);
-  headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', 'http');
+  headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', scheme);
   if (host) headers.push('x-forwarded-host', host);
   return { headers, host, length, chunked };
 }
@@ -210,10 +212,10 @@ function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res
 }
 
 /** WebSocket and other upgrades: the request head is replayed to a backend, then bytes are piped. */
-function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
+function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer, scheme: Scheme): void {
   pipeToBackend(ctx, route, client, {
     preamble: () => {
-      const headers = readRequestHead(req, true).headers;
+      const headers = readRequestHead(req, true, scheme).headers;
       let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
       return head.length ? Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]) : text + '\r\n';
@@ -276,7 +278,11 @@ function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
   return 'BAD_REQUEST';
 }
 
-export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
+/**
+ * The HTTP/1.1 front of a port. For https, the TLS front (https.ts) admits each
+ * connection and hands it over decrypted; `scheme` then sets X-Forwarded-Proto.
+ */
+export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme = 'http'): http.Server {
   const { limits } = ctx;
   const server = http.createServer({
     keepAlive: true, noDelay: true, requestTimeout: 0,
@@ -286,14 +292,14 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
     // How often node looks for clients past the header timeout: a slowloris client is cut within this much of it.
     connectionsCheckingInterval: Math.min(1000, limits.headerTimeout),
   });
-  server.on('connection', (socket: net.Socket) => admitConnection(ctx, socket));
+  if (scheme === 'http') server.on('connection', (socket: net.Socket) => admitConnection(ctx, socket));
   // With no server-wide socket timeout set, a socket times out only idling between keep-alive requests.
   server.on('timeout', (socket: net.Socket) => {
     ctx.stats.tripped('client-idle-timeout');
     socket.destroy();
   });
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => serially(ctx, req, res, () => {
-    const rh = readRequestHead(req, false);
+    const rh = readRequestHead(req, false, scheme);
     const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
     if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
@@ -312,7 +318,7 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
       socket.end(rawErrorResponse('ROUTE_AT_CAPACITY'));
       return;
     }
-    upgrade(ctx, route, req, socket, head);
+    upgrade(ctx, route, req, socket, head, scheme);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed HTTP or a limit: answer this client alone and close its connection,

@@ -110,8 +110,8 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
 
     for (const pub of labels.publish) {
       const problems = [...routeProblems];
-      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http ports only; port ${pub.published} is tcp`);
-      if (labels.proxyProtocol && pub.mode === 'http') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is http`);
+      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
+      if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
       const backends: BackendSpec[] = [];
       for (const task of tasksByService.get(service.ID) ?? []) {
         const draining = isDraining(task);
@@ -129,7 +129,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         name,
         mode: pub.mode,
         port: pub.published,
-        hosts: pub.mode === 'http' ? labels.hosts : [],
+        hosts: pub.mode === 'tcp' ? [] : labels.hosts,
         health,
         backends,
         proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,

@@ -32,7 +32,7 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
   for (const item of value.split(',').map((s) => s.trim()).filter(Boolean)) {
     const m = /^(\d+):(\d+)(?:\/([a-z]+))?$/.exec(item);
     if (!m) {
-      problems.push(`${PUBLISH}: "${item}" is not PUBLISHED:TARGET[/tcp|/http] (example: 8080:80/http)`);
+      problems.push(`${PUBLISH}: "${item}" is not PUBLISHED:TARGET[/tcp|/http|/https] (example: 8080:80/http)`);
       continue;
     }
     const published = parsePort(m[1]!);
@@ -42,8 +42,8 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
       problems.push(`${PUBLISH}: "${item}" has a port outside 1-65535`);
       continue;
     }
-    if (mode !== 'tcp' && mode !== 'http') {
-      problems.push(`${PUBLISH}: "${item}" has protocol "${m[3]}"; meshd serves /tcp (default) and /http`);
+    if (mode !== 'tcp' && mode !== 'http' && mode !== 'https') {
+      problems.push(`${PUBLISH}: "${item}" has protocol "${m[3]}"; meshd serves /tcp (default), /http and /https`);
       continue;
     }
     if (out.some((p) => p.published === published)) {

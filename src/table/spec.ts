@@ -1,7 +1,8 @@
 // The routing table as compile() produces it: plain, immutable data that says
 // which ports meshd serves, how, and which addresses back each route.
 
-export type Mode = 'tcp' | 'http';
+/** tcp pipes bytes; http proxies requests; https terminates TLS, then proxies HTTP/1.1 and HTTP/2 requests. */
+export type Mode = 'tcp' | 'http' | 'https';
 
 export interface HealthSpec {
   /** HTTP GET path for the active probe; TCP connect when absent. */
@@ -29,7 +30,7 @@ export interface RouteSpec {
   mode: Mode;
   /** Published port meshd listens on. */
   port: number;
-  /** L7 only: Host header values this route answers; empty means any host. */
+  /** L7 (http, https) only: Host header values this route answers; empty means any host. */
   hosts: string[];
   health: HealthSpec;
   backends: BackendSpec[];

@@ -12,7 +12,7 @@ import { freePort, waitFor } from './net.js';
 export interface FileRoute {
   name: string;
   publish: number;
-  mode?: 'tcp' | 'http';
+  mode?: 'tcp' | 'http' | 'https';
   hosts?: string[];
   backends: string[];
   health?: Record<string, string | number>;
@@ -22,6 +22,8 @@ export interface FileRoute {
 export class TestMeshd {
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-test-'));
   readonly routesFile = path.join(this.dir, 'routes.yml');
+  /** Top-level keys of the routes file besides `routes` (such as `tls`). */
+  extra: Record<string, unknown> = {};
   meshd!: Meshd;
   config!: Config;
   adminPort = 0;
@@ -51,7 +53,7 @@ export class TestMeshd {
   writeRoutes(routes: FileRoute[]): void {
     // Write-then-rename, as editors and config tools do, so meshd never reads half a file.
     const tmp = `${this.routesFile}.tmp`;
-    fs.writeFileSync(tmp, stringify({ routes }));
+    fs.writeFileSync(tmp, stringify({ routes, ...this.extra }));
     fs.renameSync(tmp, this.routesFile);
   }
 

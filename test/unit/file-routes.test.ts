@@ -33,7 +33,7 @@ routes:
     ['{}', /must hold `routes:`/],
     ['routes: [{ name: a, publish: 80, backends: ["x"] }]', /routes\[0\]\.backends\[0\]: "x" is not "host:port"/],
     ['routes: [{ name: a, publish: 99999, backends: [] }]', /routes\[0\]\.publish/],
-    ['routes: [{ name: a, publish: 80, mode: udp, backends: [] }]', /mode: must be tcp or http/],
+    ['routes: [{ name: a, publish: 80, mode: udp, backends: [] }]', /mode: must be tcp, http or https/],
     ['routes: [{ name: a, publish: 80, backends: [], health: { interval: soon } }]', /health\.interval: "soon" is not a duration/],
     ['routes: [{ name: a, publish: 80, backends: [], colour: red }]', /routes\[0\]\.colour: unknown key/],
     ['routes: [{ name: a, publish: 80, backends: [] }, { name: b, publish: 80, backends: [] }]', /both claim port 80/],

@@ -6,6 +6,7 @@ describe('parseLabels', () => {
   const cases: { labels: Record<string, string>; publish: string[]; problems: RegExp[] }[] = [
     { labels: { 'meshd.publish': '8080:80' }, publish: ['8080:80/tcp'], problems: [] },
     { labels: { 'meshd.publish': '8080:80/http, 9000:6379/tcp' }, publish: ['8080:80/http', '9000:6379/tcp'], problems: [] },
+    { labels: { 'meshd.publish': '443:80/https, 80:80/http' }, publish: ['443:80/https', '80:80/http'], problems: [] },
     { labels: { 'meshd.publish': 'notaport' }, publish: [], problems: [/not PUBLISHED:TARGET/] },
     { labels: { 'meshd.publish': '8084:80/udp' }, publish: [], problems: [/protocol "udp"/] },
     { labels: { 'meshd.publish': '70000:80' }, publish: [], problems: [/outside 1-65535/] },

@@ -1,0 +1,222 @@
+// https ports through a real meshd on loopback, with certificates made by
+// openssl at test time: HTTP/1.1 over TLS, SNI picks (openssl s_client),
+// protocol floor, session resumption, certificates replaced on disk, WebSocket,
+// and the TLS handshake limits.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { WebSocket, WebSocketServer } from 'ws';
+import { TestCA, writeAtomic, type Pem } from '../support/certs.js';
+import { TestMeshd } from '../support/meshd.js';
+import { Backend, freePort, get, waitFor, type Reply } from '../support/net.js';
+
+/**
+ * Runs openssl s_client against a port on loopback and sends one HTTP/1.0
+ * request, so it stays until meshd answers and closes (and a TLS 1.3 session
+ * ticket has arrived); resolves with everything it printed.
+ */
+function sClient(port: number, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-ign_eof', ...args], { timeout: 10_000 }, (_err, stdout, stderr) => resolve(stdout + stderr));
+    child.stdin!.end('GET / HTTP/1.0\r\n\r\n');
+  });
+}
+
+/** One counter from /metrics. */
+async function metric(adminPort: number, name: string, labels: string): Promise<number> {
+  const text = (await get(adminPort, '/metrics')).body;
+  const m = new RegExp(`^${name}${labels ? `\\{${labels}\\}` : ''} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** GET over TLS with the test CA, SNI `host` and Host `host:port`. */
+function httpsGet(port: number, host: string, ca: string, urlPath = '/'): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: urlPath, servername: host, ca, agent: false, headers: { host: `${host}:${port}` } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+  });
+}
+
+/** The SHA-256 fingerprint of the certificate meshd serves for `servername`. */
+function servedFingerprint(port: number, servername?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ...(servername ? { servername } : {}), rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate().fingerprint256);
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+}
+
+const fingerprint = (pem: Pem) => new crypto.X509Certificate(pem.cert).fingerprint256;
+
+describe('https ports', () => {
+  let ca: TestCA;
+  let a: Pem, wild: Pem, def: Pem, fromFile: Pem;
+  let m: TestMeshd;
+  let tlsDir: string;
+  let port: number;
+  const backend = new Backend('web');
+
+  before(async () => {
+    ca = new TestCA();
+    a = ca.issue(['a.test']);
+    wild = ca.issue(['*.w.test']);
+    def = ca.issue(['d.test']);
+    fromFile = ca.issue(['r.test']);
+    await backend.start();
+    port = await freePort();
+    m = new TestMeshd();
+    tlsDir = path.join(m.dir, 'tls');
+    fs.mkdirSync(tlsDir);
+    for (const [name, pem] of [['a', a], ['w', wild], ['d', def]] as const) {
+      writeAtomic(path.join(tlsDir, `${name}.crt`), pem.cert);
+      writeAtomic(path.join(tlsDir, `${name}.key`), pem.key);
+    }
+    fs.writeFileSync(path.join(m.dir, 'r.pem'), fromFile.cert + fromFile.key);
+    m.extra = { tls: { certificates: [{ cert: 'r.pem', key: 'r.pem' }] } };
+    await m.start([{ name: 'web', publish: port, mode: 'https', backends: [backend.address] }], ['--tls-default-cert', 'd', '--client-header-timeout', '1s']);
+  });
+  after(async () => {
+    await m?.stop();
+    await backend.kill();
+    ca.remove();
+  });
+
+  it('proxies HTTP/1.1 over TLS, with X-Forwarded-Proto https', async () => {
+    const r = await httpsGet(port, 'a.test', ca.pem, '/p?q=1');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'web');
+    assert.equal(backend.lastHeaders['x-forwarded-proto'], 'https');
+    assert.equal(backend.lastHeaders['x-forwarded-for'], '127.0.0.1');
+    assert.equal(backend.lastHeaders.host, `a.test:${port}`);
+    assert.equal((await httpsGet(port, 'r.test', ca.pem)).status, 200, 'a certificate from the routes file serves its name');
+  });
+
+  it('picks the certificate by SNI: exact, wildcard, default (openssl s_client)', async () => {
+    const subject = async (args: string[]) => /subject=CN = (\S+)/.exec(await sClient(port, args))?.[1];
+    assert.equal(await subject(['-servername', 'a.test']), 'a.test');
+    assert.equal(await subject(['-servername', 'x.w.test']), '*.w.test');
+    assert.equal(await subject(['-servername', 'y.x.w.test']), 'd.test', 'a wildcard covers one label only');
+    assert.equal(await subject(['-servername', 'unknown.test']), 'd.test');
+    assert.equal(await subject(['-noservername']), 'd.test', 'no SNI: the default');
+  });
+
+  it('refuses TLS 1.1 and suites outside Mozilla intermediate, and counts the failures', async () => {
+    const before = await metric(m.adminPort, 'meshd_tls_handshake_failures_total', 'reason="protocol-version"');
+    const out = await sClient(port, ['-servername', 'a.test', '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0']);
+    assert.match(out, /alert protocol version/);
+    assert.doesNotMatch(out, /Cipher is ECDHE/);
+    await waitFor(async () => (await metric(m.adminPort, 'meshd_tls_handshake_failures_total', 'reason="protocol-version"')) === before + 1, 2000, 'failure counted');
+    assert.match(await sClient(port, ['-servername', 'a.test', '-tls1_2']), /New, TLSv1\.2, Cipher is ECDHE-ECDSA-AES(128|256)-GCM-SHA(256|384)/);
+    assert.match(await sClient(port, ['-servername', 'a.test', '-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-SHA']), /alert handshake failure/, 'a CBC suite outside the intermediate list is refused');
+  });
+
+  it('resumes sessions (TLS 1.3 and 1.2) for a name that is not the default', async () => {
+    for (const version of ['-tls1_3', '-tls1_2']) {
+      const file = path.join(m.dir, `session${version}`);
+      const first = await sClient(port, ['-servername', 'a.test', version, '-sess_out', file]);
+      assert.match(first, /^New, TLSv1\.[23]/m);
+      const again = await sClient(port, ['-servername', 'a.test', version, '-sess_in', file]);
+      assert.match(again, /^Reused, TLSv1\.[23]/m, `${version} session reused`);
+    }
+  });
+
+  it('passes WebSocket upgrades over TLS', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((r) => wss.once('listening', r));
+    let proto: string | undefined;
+    wss.on('connection', (ws, req) => {
+      proto = req.headers['x-forwarded-proto'] as string;
+      ws.on('message', (data) => ws.send(`echo:${data}`));
+    });
+    const wsPort = await freePort();
+    await m.update([{ name: 'web', publish: port, mode: 'https', backends: [backend.address] },
+      { name: 'ws', publish: wsPort, mode: 'https', backends: [`127.0.0.1:${(wss.address() as net.AddressInfo).port}`] }]);
+    // ws hands `servername` to tls.connect; its types do not list it.
+    const ws = new WebSocket(`wss://127.0.0.1:${wsPort}/chat`, { ca: ca.pem, headers: { host: `a.test:${wsPort}` }, ...{ servername: 'a.test' } });
+    try {
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      ws.send('one');
+      assert.equal(String(await new Promise((r) => ws.once('message', r))), 'echo:one');
+      assert.equal(proto, 'https');
+    } finally {
+      ws.terminate();
+      await new Promise((r) => wss.close(r));
+      await m.update([{ name: 'web', publish: port, mode: 'https', backends: [backend.address] }]);
+    }
+  });
+
+  it('serves a certificate replaced on disk without restart; a bad file keeps the old one and shows a problem', async () => {
+    assert.equal(await servedFingerprint(port, 'a.test'), fingerprint(a));
+    const renewed = ca.issue(['a.test']);
+    writeAtomic(path.join(tlsDir, 'a.key'), renewed.key);
+    writeAtomic(path.join(tlsDir, 'a.crt'), renewed.cert);
+    await waitFor(async () => (await servedFingerprint(port, 'a.test')) === fingerprint(renewed), 5000, 'renewed certificate served');
+    assert.equal((await httpsGet(port, 'a.test', ca.pem)).status, 200);
+
+    const errors = m.meshd.certs.errors;
+    writeAtomic(path.join(tlsDir, 'a.crt'), wild.cert);
+    await waitFor(() => m.meshd.certs.errors > errors, 5000, 'bad file read');
+    assert.equal(await servedFingerprint(port, 'a.test'), fingerprint(renewed), 'the previous certificate keeps serving');
+    const view = JSON.parse((await get(m.adminPort, '/api/routes')).body);
+    const entry = view.tls.certificates.find((c: { source: string }) => c.source.endsWith('a.crt'));
+    assert.deepEqual([entry.serving, entry.names, entry.problems], [true, ['a.test'], ['the private key does not match the certificate']]);
+    assert.ok(!JSON.stringify(view).includes('PRIVATE KEY'));
+    assert.equal(await metric(m.adminPort, 'meshd_tls_certificate_errors_total', ''), m.meshd.certs.errors);
+    writeAtomic(path.join(tlsDir, 'a.crt'), renewed.cert);
+    await waitFor(() => m.meshd.certs.view().certificates.find((c) => c.source.endsWith('a.crt'))!.problems.length === 0, 5000, 'problem cleared');
+  });
+
+  it('answers a slow request head with 408 and cuts a stalled handshake, as on plain HTTP', async () => {
+    const head = await new Promise<{ data: string; ms: number }>((resolve, reject) => {
+      const start = Date.now();
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: ca.pem }, () => s.write('GET / HTTP/1.1\r\nHost: a.test\r\n'));
+      let data = '';
+      s.on('data', (c) => (data += c));
+      s.on('error', reject);
+      s.on('close', () => resolve({ data, ms: Date.now() - start }));
+      setTimeout(() => s.destroy(), 5000);
+    });
+    assert.match(head.data, /^HTTP\/1\.1 408 Request Timeout/);
+    assert.ok(head.ms < 3000, `cut after ${head.ms} ms`);
+
+    const before = await metric(m.adminPort, 'meshd_tls_handshake_failures_total', 'reason="timeout"');
+    const closedAfter = await new Promise<number>((resolve) => {
+      const start = Date.now();
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('close', () => resolve(Date.now() - start));
+      setTimeout(() => s.destroy(), 5000);
+    });
+    assert.ok(closedAfter >= 900 && closedAfter < 3000, `a silent client is closed after the handshake timeout (${closedAfter} ms)`);
+    assert.equal(await metric(m.adminPort, 'meshd_tls_handshake_failures_total', 'reason="timeout"'), before + 1);
+  });
+
+  it('without any certificate, refuses the handshake and says why on the route', async () => {
+    const bare = new TestMeshd();
+    try {
+      const p = await freePort();
+      await bare.start([{ name: 'bare', publish: p, mode: 'https', backends: [backend.address] }]);
+      const out = await sClient(p, ['-servername', 'a.test']);
+      assert.match(out, /alert handshake failure/);
+      const route = JSON.parse((await get(bare.adminPort, '/api/routes')).body).routes[0];
+      assert.match(route.tls.problems[0], /no certificate loaded: TLS handshakes on this port are refused/);
+      await waitFor(async () => (await metric(bare.adminPort, 'meshd_tls_handshake_failures_total', 'reason="no-certificate"')) === 1, 2000, 'failure counted');
+    } finally {
+      await bare.stop();
+    }
+  });
+});
