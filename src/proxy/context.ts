@@ -31,7 +31,7 @@ export class ProxyStats {
 }
 
 /** The limits meshd puts on clients, by the name /metrics reports them under. */
-export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size' | 'pipeline-depth';
+export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size' | 'pipeline-depth' | 'h2-rapid-reset';
 
 /** Why a TLS handshake failed, as /metrics reports it: a short, fixed set. */
 export type HandshakeFailure = 'no-certificate' | 'protocol-version' | 'no-shared-cipher' | 'plain-http' | 'timeout' | 'reset' | 'other';

@@ -13,20 +13,20 @@ import { pipeToBackend } from './pipe.js';
 import { UpstreamPool, type Sink } from './upstream.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
-const DROP_REQUEST = new Set([
+export const DROP_REQUEST = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+export const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-function clientIp(socket: net.Socket): string {
+export function clientIp(socket: net.Socket): string {
   const a = socket.remoteAddress ?? '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
 /** Names listed in a Connection header are hop-by-hop too. */
-function connectionTokens(value: string | undefined): Set<string> | undefined {
+export function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
   const names = value.toLowerCase().split(',').map((s) => s.trim()).filter((s) => s && s !== 'close' && s !== 'keep-alive' && s !== 'upgrade');
   return names.length ? new Set(names) : undefined;
@@ -99,7 +99,7 @@ function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): vo
   res.end(body);
 }
 
-function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
+export function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
   if (!b.pool) {
     b.pool = new UpstreamPool({
       host: b.host, port: b.port,
@@ -111,7 +111,7 @@ function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
 }
 
 /** Finds the route for a request by its Host header. */
-function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
+export function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
   const entry = ctx.table.ports.get(port);
   if (!entry) return undefined;
   if (entry.byHost.size === 0 || !host) return entry.default;

@@ -1,12 +1,14 @@
 // The TLS front of an https port: a tls.Server that picks each client's
 // certificate by SNI from the store, then hands the decrypted connection to the
 // same HTTP/1.1 server a plain port uses (http.ts), so every limit and framing
-// rule of that path holds here too.
+// rule of that path holds here too, or to the HTTP/2 front (h2.ts) when ALPN
+// chose h2.
 import type net from 'node:net';
 import tls from 'node:tls';
 import { TLS_POLICY } from '../tls/policy.js';
 import type { CertStore } from '../tls/store.js';
 import type { HandshakeFailure, ProxyContext } from './context.js';
+import { createH2Front } from './h2.js';
 import { createHttpServer } from './http.js';
 import { admitConnection } from './limits.js';
 
@@ -38,9 +40,10 @@ export function createHttpsServer(ctx: ProxyContext, port: number): tls.Server {
   // Node starts an HTTP server's header-timeout checks when it listens; this one
   // never does (connections come from the TLS front), so start them by hand.
   h1.emit('listening');
+  const h2 = createH2Front(ctx, port);
   const server = tls.createServer({
     ...defaultContext(certs),
-    ALPNProtocols: ['http/1.1'],
+    ALPNProtocols: ['h2', 'http/1.1'],
     // Contexts are built once per certificate, in the store; a handshake only looks one up.
     SNICallback: (name, cb) => cb(null, certs.lookup(name)?.context),
     handshakeTimeout: ctx.limits.headerTimeout,
@@ -60,10 +63,16 @@ export function createHttpsServer(ctx: ProxyContext, port: number): tls.Server {
     // With a listener here, node leaves closing to it (a handshake timeout would otherwise hold the socket).
     socket.destroy();
   });
-  server.on('secureConnection', (socket: tls.TLSSocket) => h1.emit('connection', socket));
+  server.on('secureConnection', (socket: tls.TLSSocket) => (socket.alpnProtocol === 'h2' ? h2.accept(socket) : h1.emit('connection', socket)));
   return Object.assign(server, {
     // Listeners.close and forceClose reach the connections through these, as on an http.Server.
-    closeIdleConnections: () => h1.closeIdleConnections(),
-    closeAllConnections: () => h1.closeAllConnections(),
+    closeIdleConnections: () => {
+      h1.closeIdleConnections();
+      h2.closeIdle();
+    },
+    closeAllConnections: () => {
+      h1.closeAllConnections();
+      h2.closeAll();
+    },
   });
 }

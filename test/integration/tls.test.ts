@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -217,6 +218,195 @@ describe('https ports', () => {
       await waitFor(async () => (await metric(bare.adminPort, 'meshd_tls_handshake_failures_total', 'reason="no-certificate"')) === 1, 2000, 'failure counted');
     } finally {
       await bare.stop();
+    }
+  });
+});
+
+/** Runs curl with the test CA, resolving `host` to loopback; resolves with its stdout and stderr. */
+function curl(port: number, host: string, caFile: string, args: string[]): Promise<{ out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '--cacert', caFile, '--resolve', `${host}:${port}:127.0.0.1`, ...args], { timeout: 10_000 }, (err, out, errText) => {
+      if (err) reject(new Error(`curl failed: ${errText}`));
+      else resolve({ out, err: errText });
+    });
+  });
+}
+
+/** An HTTP/2 frame: 9-byte header and payload. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+
+/** An HPACK literal header field without indexing, with a new name (RFC 7541 §6.2.2). */
+function literal(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+}
+
+describe('HTTP/2 on https ports', () => {
+  let ca: TestCA;
+  let m: TestMeshd;
+  let port: number;
+  let caFile: string;
+  const echo = new Backend('echo', (req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => {
+      if (req.url === '/health') return void res.end('ok');
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.setHeader('x-backend', 'echo');
+      res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, received: n }));
+    });
+  });
+  const h2Options = () => ({ ca: ca.pem, servername: 'a.test' });
+  const h2Request = (client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string) => new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+    const req = client.request(headers, { endStream: body === undefined });
+    let text = '';
+    let head: http2.IncomingHttpHeaders = {};
+    req.setEncoding('utf8');
+    req.on('response', (h) => (head = h));
+    req.on('data', (c: string) => (text += c));
+    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: text }));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+
+  before(async () => {
+    ca = new TestCA();
+    const a = ca.issue(['a.test']);
+    await echo.start();
+    port = await freePort();
+    m = new TestMeshd();
+    fs.mkdirSync(path.join(m.dir, 'tls'));
+    writeAtomic(path.join(m.dir, 'tls', 'a.pem'), a.cert + a.key);
+    caFile = ca.certFile;
+    await m.start([{ name: 'echo', publish: port, mode: 'https', hosts: ['a.test'], backends: [echo.address] }]);
+  });
+  after(async () => {
+    await m?.stop();
+    await echo.kill();
+    ca.remove();
+  });
+
+  it('speaks HTTP/2 to curl --http2 and HTTP/1.1 to the backend', async () => {
+    const { out, err } = await curl(port, 'a.test', caFile, ['-v', '--http2', '-D', '-', '-b', 'c=1', '--data-binary', 'hello', `https://a.test:${port}/x?y=1`]);
+    assert.match(err, /ALPN: server accepted h2/);
+    assert.match(out, /^HTTP\/2 200/);
+    assert.match(out, /^set-cookie: a=1\r$/m);
+    assert.match(out, /^set-cookie: b=2\r$/m);
+    const seen = JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4));
+    assert.equal(seen.method, 'POST');
+    assert.equal(seen.url, '/x?y=1');
+    assert.equal(seen.received, 5);
+    assert.equal(seen.headers.host, `a.test:${port}`);
+    assert.equal(seen.headers.cookie, 'c=1');
+    assert.equal(seen.headers['x-forwarded-proto'], 'https');
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+  });
+
+  it('joins split cookies, streams a body without length as chunked, and routes by :authority', async () => {
+    const client = http2.connect(`https://127.0.0.1:${port}`, h2Options());
+    try {
+      const r = await h2Request(client, { ':method': 'PUT', ':path': '/up', ':authority': `a.test:${port}`, cookie: ['x=1', 'y=2'], te: 'trailers' }, 'z'.repeat(100_000));
+      assert.equal(r.status, 200);
+      const seen = JSON.parse(r.body);
+      assert.deepEqual([seen.headers.cookie, seen.headers['transfer-encoding'], seen.headers.te, seen.received], ['x=1; y=2', 'chunked', undefined, 100_000]);
+      const other = await h2Request(client, { ':path': '/', ':authority': 'nobody.test' });
+      assert.equal(other.status, 404, 'a host with no route');
+      assert.equal(other.headers['x-meshd-error'], 'NO_ROUTE');
+    } finally {
+      client.destroy();
+    }
+  });
+
+  /** A raw HTTP/2 client over TLS: preface and SETTINGS sent; collects the frames meshd sends until it closes. */
+  async function rawH2(): Promise<{ s: tls.TLSSocket; closed: Promise<void>; goaway: () => number | undefined }> {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: ca.pem, ALPNProtocols: ['h2'] });
+    await new Promise((resolve, reject) => { s.once('secureConnect', resolve); s.once('error', reject); });
+    assert.equal(s.alpnProtocol, 'h2');
+    let received = Buffer.alloc(0);
+    s.on('data', (c: Buffer) => (received = Buffer.concat([received, c])));
+    s.on('error', () => {});
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0))]));
+    const goaway = () => {
+      for (let at = 0; at + 9 <= received.length;) {
+        const len = received.readUIntBE(at, 3);
+        if (received[at + 3] === 0x7 && at + 17 <= received.length) return received.readUInt32BE(at + 13);
+        at += 9 + len;
+      }
+      return undefined;
+    };
+    return { s, closed, goaway };
+  }
+  /** HPACK: GET https://a.test/ from the static table, :authority as a literal without indexing. */
+  const GET_BLOCK = Buffer.concat([Buffer.from([0x82, 0x87, 0x84, 0x01, 6]), Buffer.from('a.test')]);
+
+  it('closes a client that resets streams rapidly (CVE-2023-44487); another client is unaffected', async () => {
+    const bystander = http2.connect(`https://127.0.0.1:${port}`, h2Options());
+    const abuser = await rawH2();
+    try {
+      assert.equal((await h2Request(bystander, { ':path': '/', ':authority': 'a.test' })).status, 200);
+      const trips = m.meshd.stats.limits.get('h2-rapid-reset') ?? 0;
+      let sent = 0;
+      for (let batch = 0; batch < 50 && !abuser.s.destroyed; batch++) {
+        const frames: Buffer[] = [];
+        for (let i = 0; i < 20; i++, sent++) {
+          const id = 1 + 2 * sent;
+          frames.push(frame(0x1, 0x5 /* END_STREAM | END_HEADERS */, id, GET_BLOCK), frame(0x3, 0, id, Buffer.from([0, 0, 0, http2.constants.NGHTTP2_CANCEL])));
+        }
+        abuser.s.write(Buffer.concat(frames));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await Promise.race([abuser.closed, new Promise((r) => setTimeout(r, 5000))]);
+      assert.ok(abuser.s.destroyed, `the abuser was closed (after ${sent} resets)`);
+      assert.equal(abuser.goaway(), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 'with a GOAWAY saying why');
+      assert.ok(sent < 1000, `closed after ${sent} resets, before the loop ran out`);
+      assert.equal(m.meshd.stats.limits.get('h2-rapid-reset'), trips + 1);
+      assert.equal(await metric(m.adminPort, 'meshd_client_limit_trips_total', 'limit="h2-rapid-reset"'), trips + 1);
+      assert.equal((await h2Request(bystander, { ':path': '/', ':authority': 'a.test' })).status, 200, 'the other client goes on');
+      assert.ok(!bystander.closed && !bystander.destroyed);
+    } finally {
+      abuser.s.destroy();
+      bystander.destroy();
+    }
+  });
+
+  it('closes a client that floods CONTINUATION frames; another client is unaffected', async () => {
+    const bystander = http2.connect(`https://127.0.0.1:${port}`, h2Options());
+    const flood = await rawH2();
+    try {
+      flood.s.write(frame(0x1, 0x1 /* END_STREAM, no END_HEADERS */, 1, GET_BLOCK));
+      let sent = 0;
+      for (let i = 0; i < 200 && !flood.s.destroyed; i++, sent++) {
+        flood.s.write(frame(0x9, 0, 1, literal(`x-${i}`, 'v')));
+        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
+      }
+      await Promise.race([flood.closed, new Promise((r) => setTimeout(r, 5000))]);
+      assert.ok(flood.s.destroyed, 'the flooding connection was closed');
+      assert.notEqual(flood.goaway(), undefined, 'with a GOAWAY');
+      assert.ok(sent < 200, `closed after ${sent} CONTINUATION frames`);
+      assert.equal((await h2Request(bystander, { ':path': '/', ':authority': 'a.test' })).status, 200, 'the other client is served');
+    } finally {
+      flood.s.destroy();
+      bystander.destroy();
+    }
+  });
+
+  it('resets a stream whose headers exceed --max-header-size, and serves the next', async () => {
+    const client = http2.connect(`https://127.0.0.1:${port}`, h2Options());
+    try {
+      // The limit holds once the client has acknowledged meshd's SETTINGS (one round trip); before, nghttp2's 64 KiB default does.
+      assert.equal((await h2Request(client, { ':path': '/', ':authority': 'a.test' })).status, 200);
+      const big = h2Request(client, { ':path': '/', ':authority': 'a.test', 'x-big': 'x'.repeat(m.config.maxHeaderSize + 1) });
+      await assert.rejects(big, /ERR_HTTP2_STREAM_ERROR|NGHTTP2_ENHANCE_YOUR_CALM|NGHTTP2_REFUSED_STREAM|NGHTTP2_PROTOCOL_ERROR/);
+      assert.equal((await h2Request(client, { ':path': '/', ':authority': 'a.test' })).status, 200);
+    } finally {
+      client.destroy();
     }
   });
 });
