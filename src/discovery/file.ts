@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
+import { parseRedirect, validHsts } from '../table/labels.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable, TlsFiles } from '../table/spec.js';
 
 class RoutesFileError extends Error {
@@ -61,7 +62,7 @@ function health(v: unknown, where: string, defaults: HealthSpec): HealthSpec {
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'redirect', 'hsts']);
 
 /** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
 export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
@@ -90,6 +91,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
       health: health(r.health, `${where}.health`, defaults.health),
       backends,
       proxyProtocol: r.proxyProtocol === true,
+      ...httpsOptions(r, mode, where),
       problems: [],
     });
   });
@@ -103,6 +105,23 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
   routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
   const tls = tlsFromDocument(doc);
   return { routes, notices: [], ...(tls ? { tls } : {}) };
+}
+
+/** `redirect: https[:PORT]` (http routes) and `hsts: max-age=...` (https routes). */
+function httpsOptions(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'redirectHttps' | 'hsts'> {
+  const out: Pick<RouteSpec, 'redirectHttps' | 'hsts'> = {};
+  if (r.redirect !== undefined) {
+    const port = typeof r.redirect === 'string' ? parseRedirect(r.redirect) : undefined;
+    if (port === undefined) throw new RoutesFileError(`${where}.redirect: must be https or https:PORT`);
+    if (mode !== 'http') throw new RoutesFileError(`${where}.redirect: only for mode http`);
+    out.redirectHttps = port;
+  }
+  if (r.hsts !== undefined) {
+    if (typeof r.hsts !== 'string' || !validHsts(r.hsts)) throw new RoutesFileError(`${where}.hsts: must be max-age=SECONDS[; includeSubDomains][; preload]`);
+    if (mode !== 'https') throw new RoutesFileError(`${where}.hsts: only for mode https`);
+    out.hsts = r.hsts;
+  }
+  return out;
 }
 
 /** The top-level `tls: { certificates: [{ cert, key }] }`: paths as written (relative to the routes file). */

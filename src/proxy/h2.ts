@@ -141,7 +141,9 @@ class Forward implements Sink {
   onHead(status: number, _reason: string, headers: string[]): void {
     if (this.#done || this.stream.destroyed) return;
     try {
-      this.stream.respond(responseHeaders(status, headers));
+      const out = responseHeaders(status, headers);
+      if (this.route.spec.hsts) out['strict-transport-security'] = this.route.spec.hsts;
+      this.stream.respond(out);
     } catch (err) {
       // A head HTTP/2 cannot carry (status 101, a malformed value): the backend's answer is unusable.
       this.#finish();

@@ -88,6 +88,33 @@ function responseHeaders(raw: string[]): string[] {
   return out;
 }
 
+/** meshd's Strict-Transport-Security replaces the backend's own. */
+function withHsts(headers: string[], value: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() !== 'strict-transport-security') out.push(headers[i]!, headers[i + 1]!);
+  out.push('strict-transport-security', value);
+  return out;
+}
+
+/**
+ * The https URL for a plain-HTTP request: same host (without its port), path and
+ * query; undefined when the Host header is not a plain host name or address.
+ */
+export function httpsLocation(host: string | undefined, url: string, port: number): string | undefined {
+  const m = host ? /^([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d+)?$/i.exec(host) : null;
+  if (!m) return undefined;
+  let path = url;
+  if (!path.startsWith('/')) {
+    try {
+      const u = new URL(url);
+      path = u.pathname + u.search;
+    } catch {
+      path = '/';
+    }
+  }
+  return `https://${m[1]}${port === 443 ? '' : `:${port}`}${path}`;
+}
+
 function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): void {
   ctx.stats.count(code);
   if (res.headersSent) {
@@ -145,7 +172,10 @@ class Forward implements Sink {
   }
 
   onHead(status: number, reason: string, headers: string[]): void {
-    if (!this.#done) this.res.writeHead(status, reason, responseHeaders(headers));
+    if (this.#done) return;
+    const out = responseHeaders(headers);
+    const hsts = this.route.spec.hsts;
+    this.res.writeHead(status, reason, hsts ? withHsts(out, hsts) : out);
   }
 
   onData(chunk: Buffer, resume: () => void): boolean {
@@ -302,6 +332,12 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     const rh = readRequestHead(req, false, scheme);
     const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
+    if (route.spec.redirectHttps !== undefined) {
+      const location = httpsLocation(rh.host, req.url!, route.spec.redirectHttps);
+      if (!location) return reply(ctx, res, 'BAD_REQUEST');
+      res.writeHead(308, { location, 'content-length': 0 });
+      return void res.end();
+    }
     if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
     forward(ctx, route, req, res, rh);
   }));
@@ -311,6 +347,12 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     if (!route) {
       ctx.stats.count('NO_ROUTE');
       socket.end(`HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n${errorBody('NO_ROUTE')}`);
+      return;
+    }
+    if (route.spec.redirectHttps !== undefined) {
+      const location = httpsLocation(req.headers.host, req.url!, route.spec.redirectHttps);
+      if (!location) ctx.stats.count('BAD_REQUEST');
+      socket.end(location ? `HTTP/1.1 308 Permanent Redirect\r\nlocation: ${location}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n` : rawErrorResponse('BAD_REQUEST'));
       return;
     }
     if (!admitToRoute(ctx, route, socket)) {

@@ -133,6 +133,8 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         health,
         backends,
         proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
+        ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
+        ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
         problems,
       };
       const sharing = byPort.get(route.port) ?? [];

@@ -14,6 +14,10 @@ export interface ServiceLabels {
   health: Partial<HealthSpec>;
   hosts: string[];
   proxyProtocol: boolean;
+  /** meshd.redirect=https[:PORT]: the https port plain-HTTP routes redirect to. */
+  redirectHttps?: number;
+  /** meshd.hsts: Strict-Transport-Security for https answers. */
+  hsts?: string;
   problems: string[];
 }
 
@@ -53,6 +57,17 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
     out.push({ published, target, mode });
   }
   return out;
+}
+
+/** `https` or `https:8443` → the https port (443 by default); undefined when malformed. */
+export function parseRedirect(value: string): number | undefined {
+  const m = /^https(?::(\d{1,5}))?$/.exec(value);
+  return m ? (m[1] === undefined ? 443 : parsePort(m[1])) : undefined;
+}
+
+/** A Strict-Transport-Security value meshd will send: max-age, then includeSubDomains and preload. */
+export function validHsts(value: string): boolean {
+  return /^max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*$/i.test(value);
 }
 
 function durationLabel(name: string, value: string, problems: string[]): number | undefined {
@@ -100,6 +115,16 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
       }
       case 'meshd.hosts':
         out.hosts = value.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+        break;
+      case 'meshd.redirect': {
+        const port = parseRedirect(value);
+        if (port === undefined) p.push(`${name}: "${value}" is not https or https:PORT; plain HTTP is served`);
+        else out.redirectHttps = port;
+        break;
+      }
+      case 'meshd.hsts':
+        if (validHsts(value)) out.hsts = value;
+        else p.push(`${name}: "${value}" is not max-age=SECONDS[; includeSubDomains][; preload]; no Strict-Transport-Security is sent`);
         break;
       case 'meshd.proxy-protocol':
         if (value === 'v2') out.proxyProtocol = true;

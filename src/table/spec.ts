@@ -40,6 +40,10 @@ export interface RouteSpec {
   maxConnections?: number;
   /** L4: close a connection idle this long (label meshd.idle-timeout); --tcp-idle-timeout when absent. */
   idleTimeout?: number;
+  /** http: answer every request with a 308 to https on this port (label meshd.redirect=https[:PORT]). */
+  redirectHttps?: number;
+  /** https: Strict-Transport-Security value added to every answer (label meshd.hsts). */
+  hsts?: string;
   /** Problems found while compiling this route (bad labels, unreachable tasks). */
   problems: string[];
 }

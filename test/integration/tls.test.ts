@@ -181,6 +181,45 @@ describe('https ports', () => {
     await waitFor(() => m.meshd.certs.view().certificates.find((c) => c.source.endsWith('a.crt'))!.problems.length === 0, 5000, 'problem cleared');
   });
 
+  it('redirects plain HTTP with 308 to https, and adds HSTS on https answers (HTTP/1.1 and HTTP/2)', async () => {
+    const plain = await freePort();
+    const plain443 = await freePort();
+    await m.update([
+      { name: 'web', publish: port, mode: 'https', backends: [backend.address], hsts: 'max-age=31536000' },
+      { name: 'to-https', publish: plain, mode: 'http', backends: [backend.address], redirect: `https:${port}` },
+      { name: 'to-443', publish: plain443, mode: 'http', backends: [backend.address], redirect: 'https' },
+    ]);
+    try {
+      const hits = backend.hits;
+      const r = await get(plain, '/p?q=1', { host: `a.test:${plain}` });
+      assert.equal(r.status, 308);
+      assert.equal(r.headers.location, `https://a.test:${port}/p?q=1`);
+      assert.equal((await get(plain443, '/x', { host: `a.test:${plain443}` })).headers.location, 'https://a.test/x', 'port 443 is left out');
+      assert.equal((await get(plain443, '/x', { host: 'a.test/evil' })).status, 400, 'a Host that is not a host name is refused');
+      assert.equal(backend.hits, hits, 'redirected requests never reach the backend');
+
+      const followed = await httpsGet(port, 'a.test', ca.pem, '/p?q=1');
+      assert.equal(followed.status, 200);
+      assert.equal(followed.headers['strict-transport-security'], 'max-age=31536000');
+      const client = http2.connect(`https://127.0.0.1:${port}`, { ca: ca.pem, servername: 'a.test' });
+      try {
+        const h2 = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+          const req = client.request({ ':path': '/', ':authority': 'a.test' });
+          req.on('response', resolve);
+          req.on('error', reject);
+          req.resume();
+        });
+        assert.equal(h2['strict-transport-security'], 'max-age=31536000');
+      } finally {
+        client.destroy();
+      }
+      assert.equal((await get(plain, '/')).status, 308);
+    } finally {
+      await m.update([{ name: 'web', publish: port, mode: 'https', backends: [backend.address] }]);
+    }
+    assert.equal((await httpsGet(port, 'a.test', ca.pem)).headers['strict-transport-security'], undefined, 'off by default');
+  });
+
   it('answers a slow request head with 408 and cuts a stalled handshake, as on plain HTTP', async () => {
     const head = await new Promise<{ data: string; ms: number }>((resolve, reject) => {
       const start = Date.now();

@@ -17,6 +17,8 @@ export interface FileRoute {
   backends: string[];
   health?: Record<string, string | number>;
   proxyProtocol?: boolean;
+  redirect?: string;
+  hsts?: string;
 }
 
 export class TestMeshd {

@@ -59,4 +59,15 @@ routes:
     assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certificates: [{ cert: a.crt }] } }'), defaults), /tls\.certificates\[0\]: must be \{ cert: PATH, key: PATH \}/);
     assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certs: [] } }'), defaults), /tls: must be a mapping with `certificates:`/);
   });
+
+  it('reads redirect (http routes) and hsts (https routes)', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: a, publish: 80, mode: http, redirect: "https:8443", backends: [] }
+  - { name: b, publish: 443, mode: https, hsts: "max-age=60", backends: [] }
+`), defaults);
+    assert.deepEqual(t.routes.map((r) => [r.redirectHttps, r.hsts]), [[8443, undefined], [undefined, 'max-age=60']]);
+    assert.throws(() => routesFromDocument(parse('routes: [{ name: a, publish: 80, mode: https, redirect: https, backends: [] }]'), defaults), /redirect: only for mode http/);
+    assert.throws(() => routesFromDocument(parse('routes: [{ name: a, publish: 80, mode: http, redirect: ftp, backends: [] }]'), defaults), /redirect: must be https or https:PORT/);
+  });
 });

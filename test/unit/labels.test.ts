@@ -45,4 +45,14 @@ describe('parseLabels', () => {
   it('tolerates services without labels', () => {
     assert.deepEqual(parseLabels(undefined).publish, []);
   });
+
+  it('reads meshd.redirect and meshd.hsts, and reports bad ones', () => {
+    assert.equal(parseLabels({ 'meshd.redirect': 'https' }).redirectHttps, 443);
+    assert.equal(parseLabels({ 'meshd.redirect': 'https:8443' }).redirectHttps, 8443);
+    assert.equal(parseLabels({ 'meshd.hsts': 'max-age=31536000; includeSubDomains' }).hsts, 'max-age=31536000; includeSubDomains');
+    const bad = parseLabels({ 'meshd.redirect': 'http:80', 'meshd.hsts': 'forever' });
+    assert.deepEqual([bad.redirectHttps, bad.hsts], [undefined, undefined]);
+    assert.match(bad.problems.join('\n'), /meshd.redirect: "http:80" is not https or https:PORT/);
+    assert.match(bad.problems.join('\n'), /meshd.hsts: "forever" is not max-age=SECONDS/);
+  });
 });
