@@ -33,6 +33,8 @@ export interface Config {
   acmeDirectory: string;
   acmeCaFile: string | undefined;
   acmeStorage: string;
+  tlsDir: string;
+  tlsDefaultCert: string | undefined;
   logLevel: string;
 }
 
@@ -79,6 +81,8 @@ const FLAGS: Record<string, FlagSpec> = {
   'acme-directory': { key: 'acmeDirectory', kind: 'string', default: 'https://acme-v02.api.letsencrypt.org/directory', help: 'ACME: directory URL of the CA (Let\'s Encrypt production; its staging is https://acme-staging-v02.api.letsencrypt.org/directory)' },
   'acme-ca-file': { key: 'acmeCaFile', kind: 'string', help: 'ACME: PEM file of an extra CA to trust for the directory\'s HTTPS (a private CA)' },
   'acme-storage': { key: 'acmeStorage', kind: 'string', default: '/var/lib/meshd/acme', help: 'ACME: folder for the account key and issued certificates and keys (managers; keep it on a volume)' },
+  'tls-dir': { key: 'tlsDir', kind: 'string', default: '/run/secrets', help: 'folder of PEM certificates and keys for https ports (NAME.crt + NAME.key, NAME.pem + NAME-key.pem, or one file with both); re-read when they change' },
+  'tls-default-cert': { key: 'tlsDefaultCert', kind: 'string', help: 'certificate for clients whose SNI name no certificate covers: a file name without extension, or a DNS name (default: the first loaded)' },
   'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
 };
 

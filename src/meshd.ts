@@ -13,12 +13,14 @@ import { ProxyStats, type ProxyContext } from './proxy/context.js';
 import { Listeners } from './proxy/listeners.js';
 import type { CompileDefaults, RoutingTable } from './table/spec.js';
 import { Table } from './table/table.js';
+import { CertStore } from './tls/store.js';
 
 export interface Meshd {
   table: Table;
   listeners: Listeners;
   metrics: Metrics;
   stats: ProxyStats;
+  certs: CertStore;
   admin: FastifyInstance;
   /** Resolves once a table has been applied and its ports reconciled. */
   settled(): Promise<void>;
@@ -49,8 +51,10 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   const token = adminToken(config);
   const table = new Table({ drainTimeout: config.drainTimeout });
   const stats = new ProxyStats();
-  const metrics = createMetrics(table, stats);
-  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
+  const certs = new CertStore({ dir: config.tlsDir, defaultName: config.tlsDefaultCert, log: log.child({ component: 'tls' }) });
+  certs.start();
+  const metrics = createMetrics(table, stats, certs);
+  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, certs, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
     limits: {
       headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
       maxConnections: config.maxConnections, maxHeaderSize: config.maxHeaderSize,
@@ -82,6 +86,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
 
   const onTable = (next: RoutingTable) => {
     discoveryError = undefined;
+    certs.setRoutesFiles(next.tls?.certificates ?? []);
     if (!table.apply(next)) return;
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
@@ -101,11 +106,11 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   };
   const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal });
 
-  const admin = await startAdmin({ table, listeners, metrics, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
+  const admin = await startAdmin({ table, listeners, metrics, certs, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
     config.adminAddr.host, config.adminAddr.port);
 
   return {
-    table, listeners, metrics, stats, admin,
+    table, listeners, metrics, stats, certs, admin,
     settled: () => reconciled,
     async stop() {
       accepting = false;
@@ -118,6 +123,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
       for (const b of table.allBackends()) b.close(true);
       listeners.forceClose();
       await closed;
+      certs.stop();
       await admin.close();
     },
   };

@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProxyStats } from '../proxy/context.js';
 import type { Table } from '../table/table.js';
+import type { CertStore } from '../tls/store.js';
 
 export interface Metrics {
   registry: Registry;
@@ -10,7 +11,7 @@ export interface Metrics {
   tableUpdates: Counter;
 }
 
-export function createMetrics(table: Table, stats: ProxyStats): Metrics {
+export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meshd_process_' });
   const backendLabels = ['route', 'port', 'backend', 'node'] as const;
@@ -84,6 +85,27 @@ export function createMetrics(table: Table, stats: ProxyStats): Metrics {
     name: 'meshd_table_version', help: 'Version of the routing table in force (increments on each change).', registers: [registry],
     collect() {
       this.set(table.version);
+    },
+  });
+  new Counter({
+    name: 'meshd_tls_handshake_failures_total', help: 'TLS handshakes that failed on https ports, by reason (no-certificate, protocol-version, no-shared-cipher, plain-http, timeout, reset, other).', labelNames: ['reason'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of stats.handshakeFailures) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'meshd_tls_certificate_errors_total', help: 'Certificate files or puts refused (unparsable, key not matching, expired); the previous certificate keeps serving.', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(certs.errors);
+    },
+  });
+  new Gauge({
+    name: 'meshd_tls_certificate_not_after_seconds', help: 'Expiry (Unix time) of each certificate being served, by source.', labelNames: ['source'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of certs.view().certificates) if (c.notAfter) this.set({ source: c.source }, Date.parse(c.notAfter) / 1000);
     },
   });
   return {

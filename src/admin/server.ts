@@ -6,12 +6,14 @@ import type { Logger } from '../core/log.js';
 import { bearerMatches } from '../core/token.js';
 import type { Listeners } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
+import type { CertStore } from '../tls/store.js';
 import type { Metrics } from './metrics.js';
 
 export interface AdminDeps {
   table: Table;
   listeners: Listeners;
   metrics: Metrics;
+  certs: CertStore;
   log: Logger;
   /** Discovery's last error, if its last read failed. */
   discoveryError: () => string | undefined;
@@ -24,7 +26,20 @@ export interface AdminDeps {
 /** Liveness and readiness stay open: orchestrators and HEALTHCHECKs probe them without a token. */
 const OPEN_PATHS = new Set(['/healthz', '/readyz']);
 
-function routesView(table: Table, listeners: Listeners, discoveryError?: string) {
+/** Which certificate an https route's hosts get, and why a client would refuse it. */
+function routeTls(hosts: string[], certs: CertStore) {
+  const def = certs.default;
+  if (!def) return { hosts: [], problems: [`no certificate loaded: TLS handshakes on this port are refused; add NAME.crt and NAME.key to ${certs.dir} or tls.certificates to the routes file`] };
+  const problems: string[] = [];
+  const served = (hosts.length ? hosts : ['*']).map((host) => {
+    const own = host === '*' ? undefined : certs.certificateFor(host);
+    if (host !== '*' && !own) problems.push(`no certificate names ${host}: the default certificate (${def.names.join(', ') || def.source}) is served, which clients will refuse`);
+    return { host, certificate: (own ?? def).source };
+  });
+  return { hosts: served, problems };
+}
+
+function routesView(table: Table, listeners: Listeners, certs: CertStore, discoveryError?: string) {
   return {
     version: table.version,
     loaded: table.loaded,
@@ -37,6 +52,7 @@ function routesView(table: Table, listeners: Listeners, discoveryError?: string)
       health: r.spec.health,
       proxyProtocol: r.spec.proxyProtocol,
       listening: listeners.ports.includes(r.spec.port),
+      ...(r.spec.mode === 'https' ? { tls: routeTls(r.spec.hosts, certs) } : {}),
       ...(listeners.failures.has(r.spec.port) ? { listenError: listeners.failures.get(r.spec.port) } : {}),
       problems: r.spec.problems,
       eligible: r.eligibleCount,
@@ -52,6 +68,7 @@ function routesView(table: Table, listeners: Listeners, discoveryError?: string)
       })),
     })),
     notices: table.notices,
+    tls: certs.view(),
   };
 }
 
@@ -81,7 +98,7 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
   app.get('/metrics', async (_req, reply) => {
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.discoveryError()));
+  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.certs, deps.discoveryError()));
   await app.listen({ host, port });
   return app;
 }

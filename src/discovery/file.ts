@@ -2,12 +2,13 @@
 // file is re-read when it changes; a bad edit keeps the last good table and is
 // logged with the reason.
 import fs from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
 import { routeHealth } from '../table/compile.js';
-import { MAX_ROUTE_CONNECTIONS } from '../table/labels.js';
-import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable } from '../table/spec.js';
+import { MAX_ROUTE_CONNECTIONS, parseRedirect, validHsts } from '../table/labels.js';
+import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable, TlsFiles } from '../table/spec.js';
 
 class RoutesFileError extends Error {
   constructor(message: string) {
@@ -67,7 +68,7 @@ function health(v: unknown, where: string): Partial<HealthSpec> {
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts']);
 
 /** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
 export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
@@ -82,11 +83,11 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     if (names.has(r.name)) throw new RoutesFileError(`${where}.name: "${r.name}" is used twice`);
     names.add(r.name);
     const mode = (r.mode ?? 'tcp') as Mode;
-    if (mode !== 'tcp' && mode !== 'http') throw new RoutesFileError(`${where}.mode: must be tcp or http`);
+    if (mode !== 'tcp' && mode !== 'http' && mode !== 'https') throw new RoutesFileError(`${where}.mode: must be tcp, http or https`);
     if (!Array.isArray(r.backends)) throw new RoutesFileError(`${where}.backends: must be a list of "host:port"`);
     const hosts = r.hosts === undefined ? [] : r.hosts;
     if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string')) throw new RoutesFileError(`${where}.hosts: must be a list of host names`);
-    if (hosts.length && mode !== 'http') throw new RoutesFileError(`${where}.hosts: only for mode http`);
+    if (hosts.length && mode === 'tcp') throw new RoutesFileError(`${where}.hosts: only for mode http or https`);
     if (r.idleTimeout !== undefined && mode !== 'tcp') throw new RoutesFileError(`${where}.idleTimeout: only for mode tcp (http clients: --client-idle-timeout)`);
     const backends = r.backends.map((b: unknown, j: number) => backend(b, `${where}.backends[${j}]`));
     const problems: string[] = [];
@@ -100,6 +101,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
       proxyProtocol: r.proxyProtocol === true,
       ...(r.maxConnections !== undefined ? { maxConnections: connections(r.maxConnections, `${where}.maxConnections`) } : {}),
       ...(r.idleTimeout !== undefined ? { idleTimeout: duration(r.idleTimeout, `${where}.idleTimeout`) } : {}),
+      ...httpsOptions(r, mode, where),
       problems,
     });
   });
@@ -111,7 +113,40 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     }
   }
   routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
-  return { routes, notices: [] };
+  const tls = tlsFromDocument(doc);
+  return { routes, notices: [], ...(tls ? { tls } : {}) };
+}
+
+/** `redirect: https[:PORT]` (http routes) and `hsts: max-age=...` (https routes). */
+function httpsOptions(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'redirectHttps' | 'hsts'> {
+  const out: Pick<RouteSpec, 'redirectHttps' | 'hsts'> = {};
+  if (r.redirect !== undefined) {
+    const port = typeof r.redirect === 'string' ? parseRedirect(r.redirect) : undefined;
+    if (port === undefined) throw new RoutesFileError(`${where}.redirect: must be https or https:PORT`);
+    if (mode !== 'http') throw new RoutesFileError(`${where}.redirect: only for mode http`);
+    out.redirectHttps = port;
+  }
+  if (r.hsts !== undefined) {
+    if (typeof r.hsts !== 'string' || !validHsts(r.hsts)) throw new RoutesFileError(`${where}.hsts: must be max-age=SECONDS[; includeSubDomains][; preload]`);
+    if (mode !== 'https') throw new RoutesFileError(`${where}.hsts: only for mode https`);
+    out.hsts = r.hsts;
+  }
+  return out;
+}
+
+/** The top-level `tls: { certificates: [{ cert, key }] }`: paths as written (relative to the routes file). */
+function tlsFromDocument(doc: Obj): TlsFiles | undefined {
+  if (doc.tls === undefined) return undefined;
+  const shape = 'tls: must be a mapping with `certificates:`, a list of { cert: PATH, key: PATH }';
+  if (!isObj(doc.tls) || !Array.isArray(doc.tls.certificates)) throw new RoutesFileError(shape);
+  for (const k of Object.keys(doc.tls)) if (k !== 'certificates') throw new RoutesFileError(`tls.${k}: unknown key (certificates)`);
+  const certificates = doc.tls.certificates.map((c: unknown, i: number) => {
+    const where = `tls.certificates[${i}]`;
+    if (!isObj(c) || typeof c.cert !== 'string' || !c.cert || typeof c.key !== 'string' || !c.key) throw new RoutesFileError(`${where}: must be { cert: PATH, key: PATH }`);
+    for (const k of Object.keys(c)) if (k !== 'cert' && k !== 'key') throw new RoutesFileError(`${where}.${k}: unknown key (cert, key)`);
+    return { cert: c.cert, key: c.key };
+  });
+  return { certificates };
 }
 
 function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
@@ -127,7 +162,13 @@ function readRoutesFile(path: string, defaults: CompileDefaults): RoutingTable {
   } catch (err) {
     throw new RoutesFileError(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
-  return routesFromDocument(doc, defaults);
+  const table = routesFromDocument(doc, defaults);
+  const dir = dirname(resolve(path));
+  for (const c of table.tls?.certificates ?? []) {
+    c.cert = resolve(dir, c.cert);
+    c.key = resolve(dir, c.key);
+  }
+  return table;
 }
 
 export interface FileDiscoveryOptions {

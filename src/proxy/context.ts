@@ -3,6 +3,7 @@
 import type { Logger } from '../core/log.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { Table } from '../table/table.js';
+import type { CertStore } from '../tls/store.js';
 
 export class ProxyStats {
   /** Requests or connections meshd ended itself, by error code. */
@@ -13,6 +14,8 @@ export class ProxyStats {
   connections = 0;
   /** Client limits that tripped, by limit (see LIMITS). */
   readonly limits = new Map<Limit, number>();
+  /** TLS handshakes that failed, by reason (see HandshakeFailure). */
+  readonly handshakeFailures = new Map<HandshakeFailure, number>();
 
   count(code: ErrorCode): void {
     this.answered.set(code, (this.answered.get(code) ?? 0) + 1);
@@ -21,10 +24,17 @@ export class ProxyStats {
   tripped(limit: Limit): void {
     this.limits.set(limit, (this.limits.get(limit) ?? 0) + 1);
   }
+
+  handshakeFailed(reason: HandshakeFailure): void {
+    this.handshakeFailures.set(reason, (this.handshakeFailures.get(reason) ?? 0) + 1);
+  }
 }
 
 /** The limits meshd puts on clients, by the name /metrics reports them under. */
-export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size' | 'pipeline-depth';
+export type Limit = 'client-header-timeout' | 'client-idle-timeout' | 'tcp-idle-timeout' | 'max-connections' | 'route-max-connections' | 'max-header-size' | 'pipeline-depth' | 'h2-rapid-reset';
+
+/** Why a TLS handshake failed, as /metrics reports it: a short, fixed set. */
+export type HandshakeFailure = 'no-certificate' | 'protocol-version' | 'no-shared-cipher' | 'plain-http' | 'timeout' | 'reset' | 'other';
 
 /** Client limits from the flags; a route may narrow the last two (meshd.max-connections, meshd.idle-timeout). */
 export interface ClientLimits {
@@ -42,4 +52,6 @@ export interface ProxyContext {
   connectTimeout: number;
   responseTimeout: number;
   limits: ClientLimits;
+  /** Certificates for https ports. */
+  certs: CertStore;
 }

@@ -14,20 +14,20 @@ import { checkRequest } from './request-checks.js';
 import { UpstreamPool, type Sink } from './upstream.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
-const DROP_REQUEST = new Set([
+export const DROP_REQUEST = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+export const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-function clientIp(socket: net.Socket): string {
+export function clientIp(socket: net.Socket): string {
   const a = socket.remoteAddress ?? '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
 /** Names listed in a Connection header are hop-by-hop too. */
-function connectionTokens(value: string | undefined): Set<string> | undefined {
+export function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
   const names = value.toLowerCase().split(',').map((s) => s.trim()).filter((s) => s && s !== 'close' && s !== 'keep-alive' && s !== 'upgrade');
   return names.length ? new Set(names) : undefined;
@@ -42,7 +42,9 @@ interface RequestHead {
   chunked: boolean;
 }
 
-function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean): RequestHead {
+export type Scheme = 'http' | 'https';
+
+function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme: Scheme): RequestHead {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let host: string | undefined;
@@ -68,7 +70,7 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean): Reque
   // Names listed in Connection are hop-by-hop too; it may come after them, hence a second pass (rare).
   const headers = extra ? out.filter((_, i) => !extra!.has(out[i - (i % 2)]!.toLowerCase())) : out;
   const ip = clientIp(req.socket);
-  headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', 'http');
+  headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', scheme);
   if (host) headers.push('x-forwarded-host', host);
   return { headers, host, length, chunked };
 }
@@ -87,6 +89,33 @@ function responseHeaders(raw: string[]): string[] {
   return out;
 }
 
+/** meshd's Strict-Transport-Security replaces the backend's own. */
+function withHsts(headers: string[], value: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() !== 'strict-transport-security') out.push(headers[i]!, headers[i + 1]!);
+  out.push('strict-transport-security', value);
+  return out;
+}
+
+/**
+ * The https URL for a plain-HTTP request: same host (without its port), path and
+ * query; undefined when the Host header is not a plain host name or address.
+ */
+export function httpsLocation(host: string | undefined, url: string, port: number): string | undefined {
+  const m = host ? /^([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d+)?$/i.exec(host) : null;
+  if (!m) return undefined;
+  let path = url;
+  if (!path.startsWith('/')) {
+    try {
+      const u = new URL(url);
+      path = u.pathname + u.search;
+    } catch {
+      path = '/';
+    }
+  }
+  return `https://${m[1]}${port === 443 ? '' : `:${port}`}${path}`;
+}
+
 function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): void {
   ctx.stats.count(code);
   if (res.headersSent) {
@@ -98,7 +127,7 @@ function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): vo
   res.end(body);
 }
 
-function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
+export function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
   if (!b.pool) {
     b.pool = new UpstreamPool({
       host: b.host, port: b.port,
@@ -110,7 +139,7 @@ function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
 }
 
 /** Finds the route for a request by its Host header. */
-function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
+export function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
   const entry = ctx.table.ports.get(port);
   if (!entry) return undefined;
   if (entry.byHost.size === 0 || !host) return entry.default;
@@ -144,7 +173,10 @@ class Forward implements Sink {
   }
 
   onHead(status: number, reason: string, headers: string[]): void {
-    if (!this.#done) this.res.writeHead(status, reason, responseHeaders(headers));
+    if (this.#done) return;
+    const out = responseHeaders(headers);
+    const hsts = this.route.spec.hsts;
+    this.res.writeHead(status, reason, hsts ? withHsts(out, hsts) : out);
   }
 
   onData(chunk: Buffer, resume: () => void): boolean {
@@ -211,10 +243,10 @@ function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res
 }
 
 /** WebSocket and other upgrades: the request head is replayed to a backend, then bytes are piped. */
-function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
+function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, client: Duplex, head: Buffer, scheme: Scheme): void {
   pipeToBackend(ctx, route, client, {
     preamble: () => {
-      const headers = readRequestHead(req, true).headers;
+      const headers = readRequestHead(req, true, scheme).headers;
       let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
       return head.length ? Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]) : text + '\r\n';
@@ -277,7 +309,11 @@ function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
   return 'BAD_REQUEST';
 }
 
-export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
+/**
+ * The HTTP/1.1 front of a port. For https, the TLS front (https.ts) admits each
+ * connection and hands it over decrypted; `scheme` then sets X-Forwarded-Proto.
+ */
+export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme = 'http'): http.Server {
   const { limits } = ctx;
   const server = http.createServer({
     keepAlive: true, noDelay: true, requestTimeout: 0,
@@ -287,7 +323,7 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
     // How often node looks for clients past the header timeout: a slowloris client is cut within this much of it.
     connectionsCheckingInterval: Math.min(1000, limits.headerTimeout),
   });
-  server.on('connection', (socket: net.Socket) => admitConnection(ctx, socket));
+  if (scheme === 'http') server.on('connection', (socket: net.Socket) => admitConnection(ctx, socket));
   // With no server-wide socket timeout set, a socket times out only idling between keep-alive requests.
   server.on('timeout', (socket: net.Socket) => {
     ctx.stats.tripped('client-idle-timeout');
@@ -301,9 +337,15 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
       res.shouldKeepAlive = false;
       return reply(ctx, res, 'BAD_REQUEST');
     }
-    const rh = readRequestHead(req, false);
+    const rh = readRequestHead(req, false, scheme);
     const route = routeFor(ctx, port, rh.host);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
+    if (route.spec.redirectHttps !== undefined) {
+      const location = httpsLocation(rh.host, req.url!, route.spec.redirectHttps);
+      if (!location) return reply(ctx, res, 'BAD_REQUEST');
+      res.writeHead(308, { location, 'content-length': 0 });
+      return void res.end();
+    }
     if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
     forward(ctx, route, req, res, rh);
   }));
@@ -322,12 +364,18 @@ export function createHttpServer(ctx: ProxyContext, port: number): http.Server {
       socket.end(`HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n${errorBody('NO_ROUTE')}`);
       return;
     }
+    if (route.spec.redirectHttps !== undefined) {
+      const location = httpsLocation(req.headers.host, req.url!, route.spec.redirectHttps);
+      if (!location) ctx.stats.count('BAD_REQUEST');
+      socket.end(location ? `HTTP/1.1 308 Permanent Redirect\r\nlocation: ${location}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n` : rawErrorResponse('BAD_REQUEST'));
+      return;
+    }
     if (!admitToRoute(ctx, route, socket)) {
       ctx.stats.count('ROUTE_AT_CAPACITY');
       socket.end(rawErrorResponse('ROUTE_AT_CAPACITY'));
       return;
     }
-    upgrade(ctx, route, req, socket, head);
+    upgrade(ctx, route, req, socket, head, scheme);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed HTTP or a limit: answer this client alone and close its connection,

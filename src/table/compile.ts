@@ -120,9 +120,9 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
 
     for (const pub of labels.publish) {
       const problems = [...routeProblems];
-      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http ports only; port ${pub.published} is tcp`);
-      if (labels.proxyProtocol && pub.mode === 'http') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is http`);
-      if (labels.idleTimeout !== undefined && pub.mode === 'http') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is http (see --client-idle-timeout)`);
+      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
+      if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
+      if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
       const backends: BackendSpec[] = [];
       for (const task of tasksByService.get(service.ID) ?? []) {
         const draining = isDraining(task);
@@ -140,12 +140,14 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         name,
         mode: pub.mode,
         port: pub.published,
-        hosts: pub.mode === 'http' ? labels.hosts : [],
+        hosts: pub.mode === 'tcp' ? [] : labels.hosts,
         health,
         backends,
         proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
         ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
         ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
+        ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
+        ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
         problems,
       };
       const sharing = byPort.get(route.port) ?? [];

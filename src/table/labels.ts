@@ -16,6 +16,10 @@ export interface ServiceLabels {
   proxyProtocol: boolean;
   maxConnections?: number;
   idleTimeout?: number;
+  /** meshd.redirect=https[:PORT]: the https port plain-HTTP routes redirect to. */
+  redirectHttps?: number;
+  /** meshd.hsts: Strict-Transport-Security for https answers. */
+  hsts?: string;
   problems: string[];
 }
 
@@ -36,7 +40,7 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
   for (const item of value.split(',').map((s) => s.trim()).filter(Boolean)) {
     const m = /^(\d+):(\d+)(?:\/([a-z]+))?$/.exec(item);
     if (!m) {
-      problems.push(`${PUBLISH}: "${item}" is not PUBLISHED:TARGET[/tcp|/http] (example: 8080:80/http)`);
+      problems.push(`${PUBLISH}: "${item}" is not PUBLISHED:TARGET[/tcp|/http|/https] (example: 8080:80/http)`);
       continue;
     }
     const published = parsePort(m[1]!);
@@ -46,8 +50,8 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
       problems.push(`${PUBLISH}: "${item}" has a port outside 1-65535`);
       continue;
     }
-    if (mode !== 'tcp' && mode !== 'http') {
-      problems.push(`${PUBLISH}: "${item}" has protocol "${m[3]}"; meshd serves /tcp (default) and /http`);
+    if (mode !== 'tcp' && mode !== 'http' && mode !== 'https') {
+      problems.push(`${PUBLISH}: "${item}" has protocol "${m[3]}"; meshd serves /tcp (default), /http and /https`);
       continue;
     }
     if (out.some((p) => p.published === published)) {
@@ -57,6 +61,17 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
     out.push({ published, target, mode });
   }
   return out;
+}
+
+/** `https` or `https:8443` → the https port (443 by default); undefined when malformed. */
+export function parseRedirect(value: string): number | undefined {
+  const m = /^https(?::(\d{1,5}))?$/.exec(value);
+  return m ? (m[1] === undefined ? 443 : parsePort(m[1])) : undefined;
+}
+
+/** A Strict-Transport-Security value meshd will send: max-age, then includeSubDomains and preload. */
+export function validHsts(value: string): boolean {
+  return /^max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*$/i.test(value);
 }
 
 function durationLabel(name: string, value: string, problems: string[]): number | undefined {
@@ -115,12 +130,22 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
         if (v !== undefined) out.idleTimeout = v;
         break;
       }
+      case 'meshd.redirect': {
+        const port = parseRedirect(value);
+        if (port === undefined) p.push(`${name}: "${value}" is not https or https:PORT; plain HTTP is served`);
+        else out.redirectHttps = port;
+        break;
+      }
+      case 'meshd.hsts':
+        if (validHsts(value)) out.hsts = value;
+        else p.push(`${name}: "${value}" is not max-age=SECONDS[; includeSubDomains][; preload]; no Strict-Transport-Security is sent`);
+        break;
       case 'meshd.proxy-protocol':
         if (value === 'v2') out.proxyProtocol = true;
         else p.push(`${name}: "${value}" is not supported; write v2`);
         break;
       default:
-        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout and meshd.health.{path,interval,timeout,rise,fall}`);
+        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts and meshd.health.{path,interval,timeout,rise,fall}`);
     }
   }
   return out;

@@ -1,7 +1,8 @@
 // The routing table as compile() produces it: plain, immutable data that says
 // which ports meshd serves, how, and which addresses back each route.
 
-export type Mode = 'tcp' | 'http';
+/** tcp pipes bytes; http proxies requests; https terminates TLS, then proxies HTTP/1.1 and HTTP/2 requests. */
+export type Mode = 'tcp' | 'http' | 'https';
 
 export interface HealthSpec {
   /** HTTP GET path for the active probe; TCP connect when absent. */
@@ -29,7 +30,7 @@ export interface RouteSpec {
   mode: Mode;
   /** Published port meshd listens on. */
   port: number;
-  /** L7 only: Host header values this route answers; empty means any host. */
+  /** L7 (http, https) only: Host header values this route answers; empty means any host. */
   hosts: string[];
   health: HealthSpec;
   backends: BackendSpec[];
@@ -39,6 +40,10 @@ export interface RouteSpec {
   maxConnections?: number;
   /** L4: close a connection idle this long (label meshd.idle-timeout); --tcp-idle-timeout when absent. */
   idleTimeout?: number;
+  /** http: answer every request with a 308 to https on this port (label meshd.redirect=https[:PORT]). */
+  redirectHttps?: number;
+  /** https: Strict-Transport-Security value added to every answer (label meshd.hsts). */
+  hsts?: string;
   /** Problems found while compiling this route (bad labels, unreachable tasks). */
   problems: string[];
 }
@@ -53,6 +58,12 @@ export interface Notice {
 export interface RoutingTable {
   routes: RouteSpec[];
   notices: Notice[];
+  /** Certificates the routes file names (absolute paths); meshd's certificate store reads them. */
+  tls?: TlsFiles;
+}
+
+export interface TlsFiles {
+  certificates: { cert: string; key: string }[];
 }
 
 /** Defaults that labels or a routes file may override per route. */

@@ -12,18 +12,22 @@ import { freePort, waitFor } from './net.js';
 export interface FileRoute {
   name: string;
   publish: number;
-  mode?: 'tcp' | 'http';
+  mode?: 'tcp' | 'http' | 'https';
   hosts?: string[];
   backends: string[];
   health?: Record<string, string | number>;
   proxyProtocol?: boolean;
   maxConnections?: number;
   idleTimeout?: string;
+  redirect?: string;
+  hsts?: string;
 }
 
 export class TestMeshd {
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-test-'));
   readonly routesFile = path.join(this.dir, 'routes.yml');
+  /** Top-level keys of the routes file besides `routes` (such as `tls`). */
+  extra: Record<string, unknown> = {};
   meshd!: Meshd;
   config!: Config;
   adminPort = 0;
@@ -34,7 +38,7 @@ export class TestMeshd {
     const config = parseConfig([
       '--provider', 'file', '--routes', this.routesFile, '--listen-host', '127.0.0.1',
       '--admin-addr', `127.0.0.1:${this.adminPort}`, '--health-interval', '200ms', '--health-timeout', '150ms',
-      '--health-rise', '2', '--health-fall', '2', '--drain-timeout', '5s', ...flags,
+      '--health-rise', '2', '--health-fall', '2', '--drain-timeout', '5s', '--tls-dir', path.join(this.dir, 'tls'), ...flags,
     ], {});
     if (config === 'help') throw new Error('unexpected help');
     this.config = config;
@@ -53,7 +57,7 @@ export class TestMeshd {
   writeRoutes(routes: FileRoute[]): void {
     // Write-then-rename, as editors and config tools do, so meshd never reads half a file.
     const tmp = `${this.routesFile}.tmp`;
-    fs.writeFileSync(tmp, stringify({ routes }));
+    fs.writeFileSync(tmp, stringify({ routes, ...this.extra }));
     fs.renameSync(tmp, this.routesFile);
   }
 

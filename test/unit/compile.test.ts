@@ -150,4 +150,15 @@ describe('compile', () => {
     const b = compile(snapshot([...services].reverse(), [...tasks].reverse()), options);
     assert.deepEqual(a, b);
   });
+
+  it('serves http and https ports of one service: hosts on both, the redirect on http, HSTS on https', () => {
+    const t = compile(snapshot(
+      [service('site', { 'meshd.publish': '80:8080/http, 443:8080/https', 'meshd.hosts': 'a.test', 'meshd.redirect': 'https', 'meshd.hsts': 'max-age=60' })],
+      [task('t1', 'site')],
+    ), options);
+    assert.deepEqual(t.routes.map((r) => [r.port, r.mode, r.hosts, r.redirectHttps, r.hsts, r.problems]), [
+      [80, 'http', ['a.test'], 443, undefined, []],
+      [443, 'https', ['a.test'], undefined, 'max-age=60', []],
+    ]);
+  });
 });

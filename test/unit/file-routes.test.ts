@@ -33,7 +33,7 @@ routes:
     ['{}', /must hold `routes:`/],
     ['routes: [{ name: a, publish: 80, backends: ["x"] }]', /routes\[0\]\.backends\[0\]: "x" is not "host:port"/],
     ['routes: [{ name: a, publish: 99999, backends: [] }]', /routes\[0\]\.publish/],
-    ['routes: [{ name: a, publish: 80, mode: udp, backends: [] }]', /mode: must be tcp or http/],
+    ['routes: [{ name: a, publish: 80, mode: udp, backends: [] }]', /mode: must be tcp, http or https/],
     ['routes: [{ name: a, publish: 80, backends: [], health: { interval: soon } }]', /health\.interval: "soon" is not a duration/],
     ['routes: [{ name: a, publish: 80, backends: [], colour: red }]', /routes\[0\]\.colour: unknown key/],
     ['routes: [{ name: a, publish: 80, backends: [] }, { name: b, publish: 80, backends: [] }]', /both claim port 80/],
@@ -89,5 +89,24 @@ routes:
   - { name: b, publish: 80, mode: http, backends: [] }
 `), defaults);
     assert.equal(t.routes.length, 2);
+  });
+
+  it('reads tls.certificates and refuses a malformed tls section', () => {
+    const t = routesFromDocument(parse('{ routes: [], tls: { certificates: [{ cert: site.crt, key: /k/site.key }] } }'), defaults);
+    assert.deepEqual(t.tls, { certificates: [{ cert: 'site.crt', key: '/k/site.key' }] });
+    assert.equal(routesFromDocument(parse('routes: []'), defaults).tls, undefined);
+    assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certificates: [{ cert: a.crt }] } }'), defaults), /tls\.certificates\[0\]: must be \{ cert: PATH, key: PATH \}/);
+    assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certs: [] } }'), defaults), /tls: must be a mapping with `certificates:`/);
+  });
+
+  it('reads redirect (http routes) and hsts (https routes)', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: a, publish: 80, mode: http, redirect: "https:8443", backends: [] }
+  - { name: b, publish: 443, mode: https, hsts: "max-age=60", backends: [] }
+`), defaults);
+    assert.deepEqual(t.routes.map((r) => [r.redirectHttps, r.hsts]), [[8443, undefined], [undefined, 'max-age=60']]);
+    assert.throws(() => routesFromDocument(parse('routes: [{ name: a, publish: 80, mode: https, redirect: https, backends: [] }]'), defaults), /redirect: only for mode http/);
+    assert.throws(() => routesFromDocument(parse('routes: [{ name: a, publish: 80, mode: http, redirect: ftp, backends: [] }]'), defaults), /redirect: must be https or https:PORT/);
   });
 });

@@ -6,6 +6,7 @@ describe('parseLabels', () => {
   const cases: { labels: Record<string, string>; publish: string[]; problems: RegExp[] }[] = [
     { labels: { 'meshd.publish': '8080:80' }, publish: ['8080:80/tcp'], problems: [] },
     { labels: { 'meshd.publish': '8080:80/http, 9000:6379/tcp' }, publish: ['8080:80/http', '9000:6379/tcp'], problems: [] },
+    { labels: { 'meshd.publish': '443:80/https, 80:80/http' }, publish: ['443:80/https', '80:80/http'], problems: [] },
     { labels: { 'meshd.publish': 'notaport' }, publish: [], problems: [/not PUBLISHED:TARGET/] },
     { labels: { 'meshd.publish': '8084:80/udp' }, publish: [], problems: [/protocol "udp"/] },
     { labels: { 'meshd.publish': '70000:80' }, publish: [], problems: [/outside 1-65535/] },
@@ -73,5 +74,15 @@ describe('parseLabels', () => {
 
   it('tolerates services without labels', () => {
     assert.deepEqual(parseLabels(undefined).publish, []);
+  });
+
+  it('reads meshd.redirect and meshd.hsts, and reports bad ones', () => {
+    assert.equal(parseLabels({ 'meshd.redirect': 'https' }).redirectHttps, 443);
+    assert.equal(parseLabels({ 'meshd.redirect': 'https:8443' }).redirectHttps, 8443);
+    assert.equal(parseLabels({ 'meshd.hsts': 'max-age=31536000; includeSubDomains' }).hsts, 'max-age=31536000; includeSubDomains');
+    const bad = parseLabels({ 'meshd.redirect': 'http:80', 'meshd.hsts': 'forever' });
+    assert.deepEqual([bad.redirectHttps, bad.hsts], [undefined, undefined]);
+    assert.match(bad.problems.join('\n'), /meshd.redirect: "http:80" is not https or https:PORT/);
+    assert.match(bad.problems.join('\n'), /meshd.hsts: "forever" is not max-age=SECONDS/);
   });
 });
