@@ -238,7 +238,7 @@ function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res
   const chunked = rh.length === undefined && rh.chunked;
   const hasBody = chunked || (rh.length !== undefined && rh.length !== '0');
   const handler = new Forward(ctx, route, b, req, res, rh, hasBody, failed !== undefined);
-  res.once('close', () => handler.cancel());
+  (res as TrackedResponse)[EXCHANGE] = handler;
   handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(req, rh, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
 }
 
@@ -258,14 +258,21 @@ function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, cli
   });
 }
 
+type Serve = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
 interface Pipeline {
   busy: boolean;
-  waiting: (() => void)[];
+  /** Requests parsed while one is in flight, as flat pairs: request, response. */
+  waiting: (http.IncomingMessage | http.ServerResponse)[];
+  serve: Serve;
 }
 const PIPELINE = Symbol('meshd.pipeline');
+/** The upstream exchange of a response, cancelled when the response closes first. */
+const EXCHANGE = Symbol('meshd.exchange');
 /** Pipelined requests a connection may have waiting; benchmarks pipeline 16 deep at most. */
 const MAX_PIPELINE = 64;
 type PipelinedSocket = net.Socket & { [PIPELINE]?: Pipeline; _handle?: { readStart(): number; readStop(): number } | null };
+type TrackedResponse = http.ServerResponse & { [EXCHANGE]?: Forward };
 
 /**
  * Serves the requests of one connection one at a time, as HAProxy does with
@@ -275,30 +282,33 @@ type PipelinedSocket = net.Socket & { [PIPELINE]?: Pipeline; _handle?: { readSta
  * brought is parsed, and a client with more than MAX_PIPELINE requests waiting
  * from it is cut off: node keeps every parsed request until its answer is sent.
  */
-function serially(ctx: ProxyContext, req: http.IncomingMessage, res: http.ServerResponse, serve: () => void): void {
+function serially(ctx: ProxyContext, req: http.IncomingMessage, res: http.ServerResponse, serve: Serve): void {
   const socket = req.socket as PipelinedSocket;
   // Node goes on parsing the chunk at hand after a cut; those requests have nowhere to go.
   if (socket.destroyed) return;
-  let p = socket[PIPELINE];
-  if (!p) p = socket[PIPELINE] = { busy: false, waiting: [] };
-  const run = () => {
-    p!.busy = true;
-    res.once('close', () => next(socket, p!));
-    serve();
-  };
-  if (!p.busy) return run();
-  if (p.waiting.length >= MAX_PIPELINE) {
+  const p = socket[PIPELINE] ??= { busy: false, waiting: [], serve };
+  if (!p.busy) return start(p, req, res);
+  if (p.waiting.length >= 2 * MAX_PIPELINE) {
     ctx.stats.tripped('pipeline-depth');
     return void socket.destroy();
   }
-  if (p.waiting.push(run) === 1) socket._handle?.readStop();
+  if (p.waiting.push(req, res) === 2) socket._handle?.readStop();
 }
 
-function next(socket: PipelinedSocket, p: Pipeline): void {
+function start(p: Pipeline, req: http.IncomingMessage, res: http.ServerResponse): void {
+  p.busy = true;
+  // One shared listener, no closure: this runs for every request.
+  res.on('close', onResponseClose);
+  p.serve(req, res);
+}
+
+function onResponseClose(this: TrackedResponse): void {
+  this[EXCHANGE]?.cancel();
+  const socket = this.req.socket as PipelinedSocket;
+  const p = socket[PIPELINE]!;
   p.busy = false;
   if (socket.destroyed) return void (p.waiting.length = 0);
-  const run = p.waiting.shift();
-  if (run) return run();
+  if (p.waiting.length) return start(p, p.waiting.shift() as http.IncomingMessage, p.waiting.shift() as http.ServerResponse);
   socket._handle?.readStart();
 }
 
@@ -329,7 +339,7 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     ctx.stats.tripped('client-idle-timeout');
     socket.destroy();
   });
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => serially(ctx, req, res, () => {
+  const serve: Serve = (req, res) => {
     // A request meshd and its backend could read differently is refused, and its connection closed.
     const problem = checkRequest(req);
     if (problem) {
@@ -348,7 +358,8 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     }
     if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
     forward(ctx, route, req, res, rh);
-  }));
+  };
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => serially(ctx, req, res, serve));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const problem = checkRequest(req);
