@@ -23,6 +23,8 @@ const SLOW_MS = 1500;
 /** meshd's --drain-timeout here (its default): a removed backend's connections are cut this long after its removal. */
 const DRAIN_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 10_000;
+/** How long after a SIGKILL a request may still have been relayed to the dying backend. */
+const KILL_SETTLE_MS = 100;
 /** meshd closes an upstream keep-alive connection idle this long (src/proxy/http.ts); the soak waits past it at the end. */
 const UPSTREAM_IDLE_MS = 30_000;
 const SAMPLE_EVERY_MS = 5000;
@@ -63,8 +65,10 @@ interface Slot {
 
 /** Incarnation → when it was SIGKILLed. */
 const kills = new Map<string, number>();
-/** Incarnation → when it was last removed from the routes file. */
-const removals = new Map<string, number>();
+/** Incarnation → when it was removed from, and added back to, the routes file. */
+const removals = new Map<string, number[]>();
+const additions = new Map<string, number[]>();
+const note = (m: Map<string, number[]>, incarnation: string) => m.set(incarnation, [...(m.get(incarnation) ?? []), Date.now()]);
 
 async function startBackend(slot: Slot, dir: string): Promise<void> {
   slot.generation++;
@@ -351,28 +355,33 @@ type Verdict = 'unavoidable' | 'unattributed' | 'avoidable';
 /**
  * unavoidable: it was on a backend when that backend was killed (its receipt says
  * so), or (L4) its connection was relayed to a backend that was killed;
- * unattributed: some backend was killed while it was in flight, but no backend
- * recorded it (it may have sat unread in the killed one's socket);
+ * unattributed: some backend was killed while it was in flight, or just before
+ * it was sent (a dying process's sockets still complete connections for a few
+ * milliseconds, and meshd cannot know yet), but no backend recorded it (its
+ * bytes may have sat unread in the killed one's socket);
  * avoidable: anything else.
  */
 function verdict(f: Failure, receivedBy: string | undefined): Verdict {
-  const during = (k: number | undefined) => k !== undefined && f.sentAt <= k && k <= f.doneAt;
-  if (receivedBy !== undefined) return during(kills.get(receivedBy)) ? 'unavoidable' : 'avoidable';
+  if (receivedBy !== undefined) {
+    const k = kills.get(receivedBy);
+    return k !== undefined && f.sentAt <= k && k <= f.doneAt ? 'unavoidable' : 'avoidable';
+  }
   if (f.connBackend !== undefined) {
     const k = kills.get(f.connBackend);
     if (k !== undefined && k <= f.doneAt) return 'unavoidable';
   }
-  return [...kills.values()].some(during) ? 'unattributed' : 'avoidable';
+  return [...kills.values()].some((k) => f.sentAt - KILL_SETTLE_MS <= k && k <= f.doneAt) ? 'unattributed' : 'avoidable';
 }
 
 /** What an avoidable failure coincided with, when it coincided with something the soak did. */
 function explain(f: Failure, receivedBy: string | undefined): string | undefined {
   const backend = receivedBy ?? f.connBackend;
-  const removed = backend === undefined ? undefined : removals.get(backend);
-  if (removed !== undefined && f.doneAt - removed >= DRAIN_MS && f.doneAt - removed < DRAIN_MS + 2000) {
-    return `cut at the drain deadline: its backend ${backend} was removed from the routes ${f.doneAt - removed} ms before`;
-  }
-  return undefined;
+  if (backend === undefined) return undefined;
+  const removed = removals.get(backend)?.find((r) => f.doneAt - r >= DRAIN_MS && f.doneAt - r < DRAIN_MS + 2000);
+  if (removed === undefined) return undefined;
+  const back = additions.get(backend)?.find((a) => a > removed && a < f.doneAt);
+  return `cut at the drain deadline: its backend ${backend} was removed from the routes ${f.doneAt - removed} ms before`
+    + (back === undefined ? '' : `, and added back ${back - removed} ms after its removal`);
 }
 
 function sourceDir(): string {
@@ -416,7 +425,7 @@ async function main(): Promise<void> {
   const load = new Load(l7, l4);
   const events: { t: number; what: string }[] = [];
   const event = (what: string) => {
-    events.push({ t: round((Date.now() - t0) / 1000, 1), what });
+    events.push({ t: round((Date.now() - t0) / 1000, 3), what });
     log(what);
   };
   const timers = new Set<NodeJS.Timeout>();
@@ -442,7 +451,7 @@ async function main(): Promise<void> {
           const s = healthy[Math.floor(Math.random() * healthy.length)]!;
           s.listed = false;
           writeRoutes(routes, l7, l4, slots);
-          removals.set(s.incarnation, Date.now());
+          note(removals, s.incarnation);
           event(`remove ${s.incarnation} from the routes`);
         });
         actions.push(() => {
@@ -463,6 +472,7 @@ async function main(): Promise<void> {
           const s = unlisted[Math.floor(Math.random() * unlisted.length)]!;
           s.listed = true;
           writeRoutes(routes, l7, l4, slots);
+          note(additions, s.incarnation);
           event(`add ${s.incarnation} to the routes`);
         });
       }

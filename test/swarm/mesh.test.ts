@@ -69,9 +69,10 @@ describe('meshd on a 3-node swarm', () => {
    * The same lag from meshd's own log times (one clock: every node runs on this
    * machine), split into when each worker's meshd started after the manager's
    * first table (its container's start, not meshd's doing) and how long it took
-   * from its own start to its first table.
+   * from its own start to following a manager instance (finding one by DNS and
+   * connecting) and to its first table.
    */
-  async function workerStartup(): Promise<Record<string, { startedAfterManagerTableMs: number; ownStartToTableMs: number }>> {
+  async function workerStartup(): Promise<Record<string, { startedAfterManagerTableMs: number; ownStartToFollowMs?: number; ownStartToTableMs: number }>> {
     const first = new Map<string, number>();
     const logs = await docker(manager, 'service', 'logs', '--no-task-ids', 'meshd_meshd');
     for (const line of logs.split('\n')) {
@@ -82,11 +83,13 @@ describe('meshd on a 3-node swarm', () => {
       if (entry.time) first.set(key, Math.min(first.get(key) ?? Infinity, Date.parse(entry.time)));
     }
     const managerTable = first.get('node1 routing table updated');
-    const out: Record<string, { startedAfterManagerTableMs: number; ownStartToTableMs: number }> = {};
+    const out: Record<string, { startedAfterManagerTableMs: number; ownStartToFollowMs?: number; ownStartToTableMs: number }> = {};
     for (const node of ['node2', 'node3']) {
       const started = first.get(`${node} swarm discovery starting`);
+      const follow = first.get(`${node} following peer`);
       const table = first.get(`${node} routing table updated`);
-      if (managerTable !== undefined && started !== undefined && table !== undefined) out[node] = { startedAfterManagerTableMs: started - managerTable, ownStartToTableMs: table - started };
+      if (managerTable === undefined || started === undefined || table === undefined) continue;
+      out[node] = { startedAfterManagerTableMs: started - managerTable, ...(follow === undefined ? {} : { ownStartToFollowMs: follow - started }), ownStartToTableMs: table - started };
     }
     return out;
   }
