@@ -54,6 +54,7 @@ export class Backend {
   /** L7 upstream pool; created by the proxy on first use. */
   pool: Closable | undefined;
   #drainTimer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(spec: BackendSpec, route: Route) {
     this.key = backendKey(spec);
@@ -104,11 +105,27 @@ export class Backend {
     if (this.removed) return;
     this.removed = true;
     if (this.active <= 0) return this.close();
+    this.route.retiring.set(this.key, this);
     this.#drainTimer = setTimeout(() => this.close(true), drainTimeout);
     this.#drainTimer.unref();
   }
 
+  /**
+   * Back in the table while still draining (a routes file edited back, a task
+   * seen again): the same backend serves on, its open connections are kept
+   * and its drain deadline is off. False when it has already closed.
+   */
+  revive(): boolean {
+    if (!this.removed || this.#closed) return false;
+    clearTimeout(this.#drainTimer);
+    this.route.retiring.delete(this.key);
+    this.removed = false;
+    return true;
+  }
+
   close(force = false): void {
+    this.#closed = true;
+    if (this.route.retiring.get(this.key) === this) this.route.retiring.delete(this.key);
     clearTimeout(this.#drainTimer);
     for (const r of this.resources) force ? r.destroy() : r.close();
     this.resources.clear();
@@ -125,6 +142,8 @@ export class Route {
   spec: RouteSpec;
   readonly table: Table;
   readonly backends = new Map<string, Backend>();
+  /** Removed backends still finishing in-flight work, by key, so one that comes back is revived. */
+  readonly retiring = new Map<string, Backend>();
   /** Eligible backends in a stable order; rebuilt only when a flag changes. */
   #eligible: Backend[] = [];
   #next = 0;
@@ -222,7 +241,9 @@ export class Table extends EventEmitter<TableEvents> {
     for (const spec of specs) {
       const key = backendKey(spec);
       keep.add(key);
-      const existing = route.backends.get(key);
+      let existing = route.backends.get(key);
+      const back = existing ? undefined : route.retiring.get(key);
+      if (back?.revive()) route.backends.set(key, (existing = back));
       if (existing) {
         existing.node = spec.node;
         existing.draining = spec.draining;

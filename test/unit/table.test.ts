@@ -117,6 +117,28 @@ describe('Table', () => {
     assert.equal(t.ports.size, 0);
   });
 
+  it('revives a draining backend that comes back: same object, connections kept, no drain deadline', async () => {
+    const t = new Table({ drainTimeout: 30 });
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2')])));
+    const b2 = t.routes.get('80 web')!.backends.get('t2@10.0.0.2:80')!;
+    const calls: string[] = [];
+    b2.resources.add({ close: () => calls.push('close'), destroy: () => calls.push('destroy') });
+    b2.active = 1;
+    apply(t, rt(route('web', 80, [backend('t1')])));
+    assert.equal(b2.removed, true);
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2')])));
+    assert.equal(t.routes.get('80 web')!.backends.get('t2@10.0.0.2:80'), b2, 'the same backend, not a new one');
+    assert.equal(b2.removed, false);
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(calls, [], 'its connection outlives the old drain deadline');
+    b2.release();
+    assert.deepEqual(calls, [], 'and a finished request does not close it');
+    // Gone for good once it has closed: the next return is a fresh backend.
+    apply(t, rt(route('web', 80, [backend('t1')])));
+    apply(t, rt(route('web', 80, [backend('t1'), backend('t2')])));
+    assert.notEqual(t.routes.get('80 web')!.backends.get('t2@10.0.0.2:80'), b2);
+  });
+
   it('routes L7 ports by host with a default', () => {
     const t = new Table({ drainTimeout: 1000 });
     apply(t, rt(
