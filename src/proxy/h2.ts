@@ -10,13 +10,12 @@
 // is closed with a GOAWAY; test/integration/tls.test.ts checks it.
 import http2 from 'node:http2';
 import type net from 'node:net';
-import { errorBody, errorCodeOf, errorStatus, isConnectError, type ErrorCode } from '../core/errors.js';
-import { reportFailure, reportSuccess } from '../health/outlier.js';
+import { errorBody, errorCodeOf, errorStatus, type ErrorCode } from '../core/errors.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
-import { clientIp, connectionTokens, DROP_REQUEST, DROP_RESPONSE, IDEMPOTENT, poolFor, routeFor } from './http.js';
+import { clientIp, connectionTokens, DROP_REQUEST, DROP_RESPONSE, poolFor, routeFor } from './http.js';
 import { admitToRoute } from './limits.js';
-import type { Sink } from './upstream.js';
+import { ProxiedRequest } from './proxied.js';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -119,74 +118,46 @@ function requestFor(stream: http2.ServerHttp2Stream, raw: string[], ip: string):
 }
 
 /** One request on its way through one backend, answered on an HTTP/2 stream. */
-class Forward implements Sink {
-  #done = false;
-  abort: (() => void) | undefined;
-
-  constructor(
-    readonly ctx: ProxyContext,
-    readonly route: Route,
-    readonly b: Backend,
-    readonly stream: http2.ServerHttp2Stream,
-    readonly req: Request,
-    readonly retried: boolean,
-  ) {}
-
-  cancel(): void {
-    if (this.#done) return;
-    this.#finish();
-    this.abort?.();
+class Forward extends ProxiedRequest {
+  constructor(ctx: ProxyContext, route: Route, b: Backend, readonly stream: http2.ServerHttp2Stream, readonly req: Request, retried: boolean) {
+    super(ctx, route, b, req.method, req.hasBody, retried);
   }
 
   onHead(status: number, _reason: string, headers: string[]): void {
-    if (this.#done || this.stream.destroyed) return;
+    if (this.done || this.stream.destroyed) return;
     try {
       const out = responseHeaders(status, headers);
       if (this.route.spec.hsts) out['strict-transport-security'] = this.route.spec.hsts;
       this.stream.respond(out);
     } catch (err) {
       // A head HTTP/2 cannot carry (status 101, a malformed value): the backend's answer is unusable.
-      this.#finish();
+      this.finish();
       this.abort?.();
       this.b.countError(errorCodeOf(err));
       reply(this.ctx, this.stream, 'BACKEND_FAILED');
     }
   }
 
-  onData(chunk: Buffer, resume: () => void): boolean {
-    if (this.#done || this.stream.destroyed || this.stream.write(chunk)) return true;
+  protected write(chunk: Buffer, resume: () => void): boolean {
+    if (this.stream.destroyed || this.stream.write(chunk)) return true;
     this.stream.once('drain', resume);
     return false;
   }
 
-  onEnd(): void {
-    if (this.#done) return;
-    this.#finish();
-    reportSuccess(this.b);
+  protected end(): void {
     if (!this.stream.destroyed) this.stream.end();
   }
 
-  onError(err: NodeJS.ErrnoException, sent: boolean): void {
-    if (this.#done) return;
-    this.#finish();
-    if (this.stream.destroyed) return;
-    const code = errorCodeOf(err);
-    const timeout = code === 'HEADERS_TIMEOUT';
-    if (timeout) this.b.countError(code);
-    else reportFailure(this.b, err, this.ctx.log);
-    const safe = isConnectError(err) || (!this.req.hasBody && IDEMPOTENT.has(this.req.method));
-    if (!this.retried && !sent && !timeout && safe) {
-      this.ctx.stats.retries++;
-      forward(this.ctx, this.route, this.stream, this.req, this.b);
-      return;
-    }
-    this.ctx.log.debug({ route: this.route.spec.name, backend: this.b.key, code }, 'upstream request failed');
-    reply(this.ctx, this.stream, timeout ? 'BACKEND_TIMEOUT' : 'BACKEND_FAILED');
+  protected clientGone(): boolean {
+    return this.stream.destroyed;
   }
 
-  #finish(): void {
-    this.#done = true;
-    this.b.release();
+  protected retry(): void {
+    forward(this.ctx, this.route, this.stream, this.req, this.b);
+  }
+
+  protected fail(code: ErrorCode): void {
+    reply(this.ctx, this.stream, code);
   }
 }
 

@@ -4,14 +4,14 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { errorBody, errorCodeOf, errorStatus, isConnectError, rawErrorResponse, type ErrorCode } from '../core/errors.js';
-import { reportFailure, reportSuccess } from '../health/outlier.js';
+import { errorBody, errorStatus, rawErrorResponse, type ErrorCode } from '../core/errors.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
 import { admitConnection, admitToRoute } from './limits.js';
 import { pipeToBackend } from './pipe.js';
+import { ProxiedRequest } from './proxied.js';
 import { checkRequest } from './request-checks.js';
-import { UpstreamPool, type Sink } from './upstream.js';
+import { UpstreamPool } from './upstream.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
 export const DROP_REQUEST = new Set([
@@ -19,7 +19,6 @@ export const DROP_REQUEST = new Set([
   'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
 export const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 export function clientIp(socket: net.Socket): string {
   const a = socket.remoteAddress ?? '';
@@ -149,73 +148,39 @@ export function routeFor(ctx: ProxyContext, port: number, host: string | undefin
   return entry.byHost.get(name) ?? entry.default;
 }
 
-/** One request on its way through one backend; the upstream client calls it back as the response arrives. */
-class Forward implements Sink {
-  #done = false;
-  abort: (() => void) | undefined;
-
-  constructor(
-    readonly ctx: ProxyContext,
-    readonly route: Route,
-    readonly b: Backend,
-    readonly req: http.IncomingMessage,
-    readonly res: http.ServerResponse,
-    readonly rh: RequestHead,
-    readonly hasBody: boolean,
-    readonly retried: boolean,
-  ) {}
-
-  /** The client went away before the response ended. */
-  cancel(): void {
-    if (this.#done) return;
-    this.#finish();
-    this.abort?.();
+/** One request on its way through one backend, answered on an HTTP/1.1 response. */
+class Forward extends ProxiedRequest {
+  constructor(ctx: ProxyContext, route: Route, b: Backend, readonly req: http.IncomingMessage, readonly res: http.ServerResponse, readonly rh: RequestHead, hasBody: boolean, retried: boolean) {
+    super(ctx, route, b, req.method!, hasBody, retried);
   }
 
   onHead(status: number, reason: string, headers: string[]): void {
-    if (this.#done) return;
+    if (this.done) return;
     const out = responseHeaders(headers);
     const hsts = this.route.spec.hsts;
     this.res.writeHead(status, reason, hsts ? withHsts(out, hsts) : out);
   }
 
-  onData(chunk: Buffer, resume: () => void): boolean {
-    // After the client left, the rest of the response is read and dropped, so the connection can be reused.
-    if (this.#done || this.res.write(chunk)) return true;
+  protected write(chunk: Buffer, resume: () => void): boolean {
+    if (this.res.write(chunk)) return true;
     this.res.once('drain', resume);
     return false;
   }
 
-  onEnd(): void {
-    if (this.#done) return;
-    this.#finish();
-    reportSuccess(this.b);
+  protected end(): void {
     this.res.end();
   }
 
-  onError(err: NodeJS.ErrnoException, sent: boolean): void {
-    if (this.#done) return;
-    this.#finish();
-    if (this.res.destroyed || this.req.destroyed && !this.req.complete) return;
-    const code = errorCodeOf(err);
-    const timeout = code === 'HEADERS_TIMEOUT';
-    if (timeout) this.b.countError(code);
-    else reportFailure(this.b, err, this.ctx.log);
-    // Nothing reached the backend (refused connect), or a request without body
-    // that is safe to repeat lost its keep-alive connection before any answer.
-    const safe = isConnectError(err) || (!this.hasBody && IDEMPOTENT.has(this.req.method!));
-    if (!this.retried && !sent && !timeout && safe) {
-      this.ctx.stats.retries++;
-      forward(this.ctx, this.route, this.req, this.res, this.rh, this.b);
-      return;
-    }
-    this.ctx.log.debug({ route: this.route.spec.name, backend: this.b.key, code }, 'upstream request failed');
-    reply(this.ctx, this.res, timeout ? 'BACKEND_TIMEOUT' : 'BACKEND_FAILED');
+  protected clientGone(): boolean {
+    return this.res.destroyed || (this.req.destroyed && !this.req.complete);
   }
 
-  #finish(): void {
-    this.#done = true;
-    this.b.release();
+  protected retry(): void {
+    forward(this.ctx, this.route, this.req, this.res, this.rh, this.b);
+  }
+
+  protected fail(code: ErrorCode): void {
+    reply(this.ctx, this.res, code);
   }
 }
 
