@@ -13,6 +13,8 @@ import { ProxyStats, type ProxyContext } from './proxy/context.js';
 import { Listeners } from './proxy/listeners.js';
 import type { CompileDefaults, RoutingTable } from './table/spec.js';
 import { Table } from './table/table.js';
+import { AcmeCoordinator } from './tls/acme-coordinator.js';
+import { ChallengeSet } from './tls/challenges.js';
 import { CertStore } from './tls/store.js';
 
 export interface Meshd {
@@ -21,6 +23,7 @@ export interface Meshd {
   metrics: Metrics;
   stats: ProxyStats;
   certs: CertStore;
+  acme: AcmeCoordinator;
   admin: FastifyInstance;
   /** Resolves once a table has been applied and its ports reconciled. */
   settled(): Promise<void>;
@@ -53,8 +56,14 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   const stats = new ProxyStats();
   const certs = new CertStore({ dir: config.tlsDir, defaultName: config.tlsDefaultCert, log: log.child({ component: 'tls' }) });
   certs.start();
-  const metrics = createMetrics(table, stats, certs);
-  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, certs, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
+  const challenges = new ChallengeSet();
+  const alog = log.child({ component: 'acme' });
+  const acme = new AcmeCoordinator({
+    acme: { directoryUrl: config.acmeDirectory, email: config.acmeEmail, caFile: config.acmeCaFile, storageDir: config.acmeStorage },
+    certs, challenges, log: alog,
+  });
+  const metrics = createMetrics(table, stats, certs, acme);
+  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, certs, challenges, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
     limits: {
       headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
       maxConnections: config.maxConnections, maxHeaderSize: config.maxHeaderSize,
@@ -87,6 +96,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   const onTable = (next: RoutingTable) => {
     discoveryError = undefined;
     certs.setRoutesFiles(next.tls?.certificates ?? []);
+    acme.setRoutes(next.routes);
     if (!table.apply(next)) return;
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
@@ -104,16 +114,33 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     const n = table.markTaskFailed(task);
     if (n) dlog.warn({ task, reason, backends: n }, 'task taken out of rotation');
   };
-  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal });
+  const acmeFromPeers = {
+    challenges,
+    onOrdering: (ordering: boolean) => acme.setOrdering(ordering),
+    onCertificate: (names: string[], certPem: string, keyPem: string) => void acme.received(names, certPem, keyPem),
+    onBadLine: (reason: string) => {
+      metrics.acmePeerErrors.inc();
+      alog.warn({ err: reason }, 'ignoring an ACME line from a peer');
+    },
+  };
+  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal, acme: acmeFromPeers });
+  try {
+    acme.attach(source.role !== 'worker', source.peers);
+  } catch (err) {
+    await source.stop();
+    throw new ConfigError(`--acme-ca-file: cannot read ${config.acmeCaFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
 
-  const admin = await startAdmin({ table, listeners, metrics, certs, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
+  const admin = await startAdmin({ table, listeners, metrics, certs, acme, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
     config.adminAddr.host, config.adminAddr.port);
 
   return {
-    table, listeners, metrics, stats, certs, admin,
+    table, listeners, metrics, stats, certs, acme, admin,
     settled: () => reconciled,
     async stop() {
       accepting = false;
+      // An order in flight cannot be aborted; it may end after meshd, never hold its stop past the drain timeout.
+      const acmeStopped = acme.stop();
       await source.stop();
       prober.stop();
       const closed = listeners.close();
@@ -123,6 +150,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
       for (const b of table.allBackends()) b.close(true);
       listeners.forceClose();
       await closed;
+      await Promise.race([acmeStopped, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
       certs.stop();
       await admin.close();
     },

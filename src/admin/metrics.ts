@@ -3,15 +3,17 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProxyStats } from '../proxy/context.js';
 import type { Table } from '../table/table.js';
+import type { AcmeCoordinator } from '../tls/acme-coordinator.js';
 import type { CertStore } from '../tls/store.js';
 
 export interface Metrics {
   registry: Registry;
   discoveryErrors: Counter<'provider'>;
+  acmePeerErrors: Counter;
   tableUpdates: Counter;
 }
 
-export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore): Metrics {
+export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore, acme?: AcmeCoordinator): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meshd_process_' });
   const backendLabels = ['route', 'port', 'backend', 'node'] as const;
@@ -108,8 +110,18 @@ export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore)
       for (const c of certs.view().certificates) if (c.notAfter) this.set({ source: c.source }, Date.parse(c.notAfter) / 1000);
     },
   });
+  new Counter({
+    name: 'meshd_acme_orders_total', help: 'ACME orders and renewals this instance made, by result (issued, failed).', labelNames: ['result'], registers: [registry],
+    collect() {
+      this.reset();
+      const c = acme?.counters ?? { issued: 0, failures: 0 };
+      this.inc({ result: 'issued' }, c.issued);
+      this.inc({ result: 'failed' }, c.failures);
+    },
+  });
   return {
     registry,
+    acmePeerErrors: new Counter({ name: 'meshd_acme_peer_errors_total', help: 'ACME lines from the peer stream that could not be used (malformed, or sealed under another token).', registers: [registry] }),
     discoveryErrors: new Counter({ name: 'meshd_discovery_errors_total', help: 'Failed reads of the route source.', labelNames: ['provider'], registers: [registry] }),
     tableUpdates: new Counter({ name: 'meshd_table_updates_total', help: 'Routing tables applied.', registers: [registry] }),
   };

@@ -6,6 +6,7 @@ import type { Logger } from '../core/log.js';
 import { bearerMatches } from '../core/token.js';
 import type { Listeners } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
+import type { AcmeCoordinator } from '../tls/acme-coordinator.js';
 import type { CertStore } from '../tls/store.js';
 import type { Metrics } from './metrics.js';
 
@@ -14,6 +15,7 @@ export interface AdminDeps {
   listeners: Listeners;
   metrics: Metrics;
   certs: CertStore;
+  acme?: AcmeCoordinator | undefined;
   log: Logger;
   /** Discovery's last error, if its last read failed. */
   discoveryError: () => string | undefined;
@@ -39,7 +41,7 @@ function routeTls(hosts: string[], certs: CertStore) {
   return { hosts: served, problems };
 }
 
-function routesView(table: Table, listeners: Listeners, certs: CertStore, discoveryError?: string) {
+function routesView(table: Table, listeners: Listeners, certs: CertStore, acme: AcmeCoordinator | undefined, discoveryError?: string) {
   return {
     version: table.version,
     loaded: table.loaded,
@@ -53,6 +55,7 @@ function routesView(table: Table, listeners: Listeners, certs: CertStore, discov
       proxyProtocol: r.spec.proxyProtocol,
       listening: listeners.ports.includes(r.spec.port),
       ...(r.spec.mode === 'https' ? { tls: routeTls(r.spec.hosts, certs) } : {}),
+      ...(r.spec.acme && acme ? { acme: acme.status(r.spec) } : {}),
       ...(listeners.failures.has(r.spec.port) ? { listenError: listeners.failures.get(r.spec.port) } : {}),
       problems: r.spec.problems,
       eligible: r.eligibleCount,
@@ -98,7 +101,7 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
   app.get('/metrics', async (_req, reply) => {
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.certs, deps.discoveryError()));
+  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.certs, deps.acme, deps.discoveryError()));
   await app.listen({ host, port });
   return app;
 }

@@ -68,7 +68,7 @@ function health(v: unknown, where: string): Partial<HealthSpec> {
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts', 'tls']);
 
 /** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
 export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
@@ -117,9 +117,9 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
   return { routes, notices: [], ...(tls ? { tls } : {}) };
 }
 
-/** `redirect: https[:PORT]` (http routes) and `hsts: max-age=...` (https routes). */
-function httpsOptions(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'redirectHttps' | 'hsts'> {
-  const out: Pick<RouteSpec, 'redirectHttps' | 'hsts'> = {};
+/** `redirect: https[:PORT]` (http routes), `hsts: max-age=...` and `tls: acme` (https routes). */
+function httpsOptions(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'redirectHttps' | 'hsts' | 'acme'> {
+  const out: Pick<RouteSpec, 'redirectHttps' | 'hsts' | 'acme'> = {};
   if (r.redirect !== undefined) {
     const port = typeof r.redirect === 'string' ? parseRedirect(r.redirect) : undefined;
     if (port === undefined) throw new RoutesFileError(`${where}.redirect: must be https or https:PORT`);
@@ -130,6 +130,13 @@ function httpsOptions(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'redir
     if (typeof r.hsts !== 'string' || !validHsts(r.hsts)) throw new RoutesFileError(`${where}.hsts: must be max-age=SECONDS[; includeSubDomains][; preload]`);
     if (mode !== 'https') throw new RoutesFileError(`${where}.hsts: only for mode https`);
     out.hsts = r.hsts;
+  }
+  // A route's `tls` only says where its certificate comes from; the files themselves go under the top-level `tls:`.
+  if (r.tls !== undefined) {
+    if (r.tls !== 'acme') throw new RoutesFileError(`${where}.tls: must be acme (certificate files go under the top-level tls.certificates)`);
+    if (mode !== 'https') throw new RoutesFileError(`${where}.tls: only for mode https`);
+    if (!Array.isArray(r.hosts) || r.hosts.length === 0) throw new RoutesFileError(`${where}.tls: acme needs hosts, the names to order a certificate for`);
+    out.acme = true;
   }
   return out;
 }

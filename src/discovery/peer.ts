@@ -6,17 +6,33 @@
 // Wire format: GET /v1/snapshots with `Authorization: Bearer <token>` answers an
 // NDJSON stream: the current snapshot at once, then each changed one, and an
 // empty line every few seconds so a follower can tell a dead peer from a quiet one.
+//
+// A follower that sends `x-meshd-peer-features: acme` also gets typed lines,
+// each an object with a `type` (a snapshot line has none, so either side of an
+// upgrade reads the other): `hello` (this stream's id), `challenges` (the whole
+// HTTP-01 token set with a sequence number, which the follower acknowledges by
+// POST /v1/acme-ack once it answers those tokens) and `certificate` (a chain in
+// clear, its private key sealed under a key derived from the token: seal.ts).
+import { randomUUID } from 'node:crypto';
 import dns from 'node:dns/promises';
 import http from 'node:http';
 import type net from 'node:net';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/log.js';
+import { seal, sealingKey, unseal, type Sealed } from '../core/seal.js';
 import { bearerMatches } from '../core/token.js';
+import type { ChallengeSnapshot } from '../tls/challenges.js';
 import type { SwarmSnapshot } from './snapshot.js';
 
 export const SNAPSHOTS_PATH = '/v1/snapshots';
 /** A worker tells the manager a task's container died, so the manager re-reads tasks at once. */
 export const TASK_FAILED_PATH = '/v1/task-failed';
+/** A follower answers a token set: `{"stream": id, "seq": n}`. */
+export const ACME_ACK_PATH = '/v1/acme-ack';
+/** Followers that send it read typed lines; others get snapshot lines only, as before. */
+export const FEATURES_HEADER = 'x-meshd-peer-features';
+/** How long `propagate` waits for followers to answer a token set before the CA is asked anyway. */
+export const ACK_TIMEOUT_MS = 5_000;
 const HEARTBEAT_MS = 5_000;
 /**
  * A follower that has never had a snapshot retries this often, for the first
@@ -53,14 +69,46 @@ function readTask(req: http.IncomingMessage, res: http.ServerResponse, onTaskFai
   });
 }
 
+/** A small JSON body, or undefined when it is not one. */
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { if (body.length < 4096) body += c; });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(body));
+      } catch {
+        resolve(undefined);
+      }
+    });
+  });
+}
+
+interface Stream {
+  id: string;
+  /** Reads typed lines, and acknowledges token sets. */
+  acme: boolean;
+  /** Highest token set sequence this follower answers. */
+  acked: number;
+}
+
 export class PeerServer {
   readonly #server: http.Server;
-  readonly #streams = new Set<http.ServerResponse>();
+  readonly #streams = new Map<http.ServerResponse, Stream>();
   readonly #sockets = new Set<net.Socket>();
+  readonly #key: Buffer;
   #line: string | undefined;
+  #challenges: string | undefined;
+  #seq = 0;
+  /** The latest certificate line for each set of names, for followers that connect later. */
+  readonly #certificates = new Map<string, string>();
+  /** Called on each acknowledgement and closed stream, by those waiting in acknowledged(). */
+  readonly #ackWaiters = new Set<() => void>();
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(token: string, readonly log: Logger, onTaskFailed?: (task: string) => void) {
+    this.#key = sealingKey(token);
     this.#server = http.createServer((req, res) => {
       if (!bearerMatches(req.headers.authorization, token)) {
         res.writeHead(401, { 'content-type': 'text/plain' }).end('unauthorized\n');
@@ -68,11 +116,21 @@ export class PeerServer {
         return;
       }
       if (req.method === 'POST' && req.url === TASK_FAILED_PATH) return void readTask(req, res, onTaskFailed);
+      if (req.method === 'POST' && req.url === ACME_ACK_PATH) return void this.#readAck(req, res);
       if (req.method !== 'GET' || req.url !== SNAPSHOTS_PATH) return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      const stream: Stream = { id: randomUUID(), acme: String(req.headers[FEATURES_HEADER] ?? '').split(',').map((f) => f.trim()).includes('acme'), acked: 0 };
+      if (stream.acme) res.write(JSON.stringify({ type: 'hello', stream: stream.id }) + '\n');
       if (this.#line) res.write(this.#line);
-      this.#streams.add(res);
-      res.once('close', () => this.#streams.delete(res));
+      if (stream.acme) {
+        if (this.#challenges) res.write(this.#challenges);
+        for (const line of this.#certificates.values()) res.write(line);
+      }
+      this.#streams.set(res, stream);
+      res.once('close', () => {
+        this.#streams.delete(res);
+        for (const w of this.#ackWaiters) w();
+      });
     });
     this.#server.on('connection', (s: net.Socket) => {
       this.#sockets.add(s);
@@ -85,7 +143,7 @@ export class PeerServer {
       this.#server.once('error', reject);
       this.#server.listen(port, host, () => resolve());
     });
-    this.#heartbeat = setInterval(() => { for (const r of this.#streams) r.write('\n'); }, HEARTBEAT_MS);
+    this.#heartbeat = setInterval(() => { for (const r of this.#streams.keys()) r.write('\n'); }, HEARTBEAT_MS);
     this.#heartbeat.unref();
     return (this.#server.address() as net.AddressInfo).port;
   }
@@ -98,7 +156,57 @@ export class PeerServer {
     const line = JSON.stringify(trimSnapshot(snapshot)) + '\n';
     if (line === this.#line) return;
     this.#line = line;
-    for (const r of this.#streams) r.write(line);
+    for (const r of this.#streams.keys()) r.write(line);
+  }
+
+  /** Sends the whole token set to every ACME follower; returns its sequence number. */
+  publishChallenges(tokens: ChallengeSnapshot): number {
+    this.#seq++;
+    this.#challenges = JSON.stringify({ type: 'challenges', seq: this.#seq, tokens }) + '\n';
+    this.#writeAcme(this.#challenges);
+    return this.#seq;
+  }
+
+  /** Sends a certificate to every ACME follower, and to those that connect later; the key travels sealed. */
+  publishCertificate(names: string[], certPem: string, keyPem: string): void {
+    const key = names.join(',');
+    const line = JSON.stringify({ type: 'certificate', names, cert: certPem, key: seal(this.#key, keyPem, key) }) + '\n';
+    this.#certificates.set(key, line);
+    this.#writeAcme(line);
+  }
+
+  /**
+   * Resolves true once every connected ACME follower has acknowledged token set
+   * `seq` (the latest by default), false after `timeout` ms: followers that
+   * cannot answer must not hold an order forever.
+   */
+  acknowledged(seq = this.#seq, timeout = ACK_TIMEOUT_MS): Promise<boolean> {
+    const done = () => [...this.#streams.values()].every((s) => !s.acme || s.acked >= seq);
+    if (done()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#ackWaiters.delete(check);
+        resolve(ok);
+      };
+      const check = () => { if (done()) finish(true); };
+      const timer = setTimeout(() => finish(false), timeout);
+      timer.unref();
+      this.#ackWaiters.add(check);
+    });
+  }
+
+  #writeAcme(line: string): void {
+    for (const [r, s] of this.#streams) if (s.acme) r.write(line);
+  }
+
+  async #readAck(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readJson(req) as { stream?: unknown; seq?: unknown } | undefined;
+    const stream = [...this.#streams.values()].find((s) => s.id === body?.stream);
+    if (!stream || !Number.isInteger(body?.seq)) return void res.writeHead(400).end('body must be {"stream": "<id from hello>", "seq": <n>} for an open stream\n');
+    stream.acked = Math.max(stream.acked, body!.seq as number);
+    res.writeHead(204).end();
+    for (const w of this.#ackWaiters) w();
   }
 
   async close(): Promise<void> {
@@ -107,6 +215,15 @@ export class PeerServer {
     for (const s of this.#sockets) s.destroy();
     await closed;
   }
+}
+
+/** What a follower does with typed lines; without it, it reads snapshots only. */
+export interface AcmeLines {
+  /** The whole token set; resolve once this instance (and whoever follows it) answers it: the manager is then told. */
+  onChallenges: (tokens: ChallengeSnapshot) => void | Promise<void>;
+  onCertificate: (names: string[], certPem: string, keyPem: string) => void;
+  /** A typed line that could not be used: logged and counted by the caller; the stream goes on. */
+  onBadLine: (reason: string) => void;
 }
 
 export interface PeerFollowerOptions {
@@ -119,6 +236,7 @@ export interface PeerFollowerOptions {
   onError: (err: unknown) => void;
   /** Wait between rounds over all peers when none answers, once a snapshot has been received. */
   retryDelay?: number;
+  acme?: AcmeLines;
 }
 
 export class PeerFollower {
@@ -129,11 +247,13 @@ export class PeerFollower {
   #hadSnapshot = false;
   /** Bounded lookups while starting, on the servers the process uses (dns.setServers), as dns.resolve4 does. */
   readonly #startDns = new dns.Resolver({ timeout: START_DNS_TIMEOUT_MS, tries: 1 });
+  readonly #key: Buffer;
   /** The peer currently followed, for /api/routes and logs. */
   current: string | undefined;
 
   constructor(options: PeerFollowerOptions) {
     this.#o = options;
+    this.#key = sealingKey(options.token);
     this.#startDns.setServers(dns.getServers());
   }
 
@@ -182,7 +302,7 @@ export class PeerFollower {
   async #follow(peer: string): Promise<void> {
     const res = await request(`http://${peer}${SNAPSHOTS_PATH}`, {
       dispatcher: this.#agent,
-      headers: { authorization: `Bearer ${this.#o.token}` },
+      headers: { authorization: `Bearer ${this.#o.token}`, ...(this.#o.acme ? { [FEATURES_HEADER]: 'acme' } : {}) },
       signal: this.#abort.signal,
     });
     if (res.statusCode !== 200) {
@@ -191,6 +311,7 @@ export class PeerFollower {
     }
     this.current = peer;
     this.#o.log.info({ peer }, 'following peer');
+    const stream = { id: '' };
     let buffered = '';
     for await (const chunk of res.body) {
       buffered += chunk.toString();
@@ -199,11 +320,55 @@ export class PeerFollower {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
         if (!line.trim()) continue;
-        this.#o.onSnapshot(JSON.parse(line) as SwarmSnapshot);
-        this.#hadSnapshot = true;
+        const msg = JSON.parse(line) as { type?: unknown };
+        if (msg.type === undefined) {
+          this.#o.onSnapshot(msg as SwarmSnapshot);
+          this.#hadSnapshot = true;
+        } else if (this.#o.acme) {
+          try {
+            this.#typed(peer, stream, msg as Record<string, unknown>, this.#o.acme);
+          } catch (err) {
+            this.#o.acme.onBadLine(`peer ${peer}: ${(err as Error).message}`);
+          }
+        }
       }
     }
     throw new Error('stream ended');
+  }
+
+  /** A typed line; throws a message that never quotes a key. Unknown types are for newer followers. */
+  #typed(peer: string, stream: { id: string }, msg: Record<string, unknown>, acme: AcmeLines): void {
+    switch (msg.type) {
+      case 'hello':
+        if (typeof msg.stream !== 'string') throw new Error('hello without a stream id');
+        stream.id = msg.stream;
+        return;
+      case 'challenges': {
+        const { seq, tokens } = msg;
+        if (!Number.isInteger(seq) || typeof tokens !== 'object' || tokens === null || Array.isArray(tokens)) throw new Error('challenges line without seq and tokens');
+        // Not awaited: a follower relaying to its own followers waits for them, and the stream goes on meanwhile.
+        Promise.resolve(acme.onChallenges(tokens as ChallengeSnapshot))
+          .then(() => this.#ack(peer, stream.id, seq as number))
+          .catch((err: unknown) => this.#o.log.warn({ peer, err: (err as Error).message }, 'cannot acknowledge ACME challenges'));
+        return;
+      }
+      case 'certificate': {
+        const { names, cert, key } = msg as { names?: unknown; cert?: unknown; key?: Partial<Sealed> };
+        if (!Array.isArray(names) || !names.length || !names.every((n) => typeof n === 'string') || typeof cert !== 'string'
+          || typeof key?.nonce !== 'string' || typeof key.data !== 'string' || typeof key.tag !== 'string') throw new Error('malformed certificate line');
+        acme.onCertificate(names as string[], cert, unseal(this.#key, key as Sealed, names.join(',')));
+        return;
+      }
+    }
+  }
+
+  async #ack(peer: string, stream: string, seq: number): Promise<void> {
+    const res = await request(`http://${peer}${ACME_ACK_PATH}`, {
+      dispatcher: this.#agent, method: 'POST', body: JSON.stringify({ stream, seq }),
+      headers: { authorization: `Bearer ${this.#o.token}`, 'content-type': 'application/json' },
+    });
+    await res.body.dump();
+    if (res.statusCode !== 204) throw new Error(`acknowledgement answered ${res.statusCode}`);
   }
 
   /** Tells the followed manager that a task's container failed on this node. */
@@ -217,6 +382,8 @@ export class PeerFollower {
   }
 
   stop(): void {
+    // A second close of the agent would reject unhandled.
+    if (this.#stopped) return;
     this.#stopped = true;
     this.#abort.abort();
     void this.#agent.close();

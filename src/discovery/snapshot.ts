@@ -43,6 +43,8 @@ export interface SwarmNode {
   Description?: { Hostname?: string };
   Status?: { State?: string; Addr?: string };
   Spec?: { Availability?: string; Role?: string };
+  /** Managers only: whether this one is the Raft leader. */
+  ManagerStatus?: { Leader?: boolean; Reachability?: string; Addr?: string };
 }
 
 export interface SwarmNetwork {

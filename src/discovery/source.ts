@@ -1,21 +1,38 @@
 // Picks and starts the route source this instance uses: the routes file, the
 // Docker API (on a manager, which also serves its peers), or a manager's meshd
 // (on a worker). Every source ends in the same callback with a compiled table.
+// ACME rides along: the source says whether this instance orders, carries the
+// ordering instance's tokens and certificates to the others, and relays them
+// on a manager that does not order (it follows the leader's instance for them).
 import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import { readToken } from '../core/token.js';
 import { compile } from '../table/compile.js';
 import type { CompileDefaults, RoutingTable } from '../table/spec.js';
+import type { AcmePeers } from '../tls/acme-coordinator.js';
+import type { ChallengeSet } from '../tls/challenges.js';
 import { ContainerWatcher } from './container-events.js';
 import { FileDiscovery } from './file.js';
-import { PeerFollower, PeerServer } from './peer.js';
+import { isLeader, leaderPeer } from './leader.js';
+import { ACK_TIMEOUT_MS, PeerFollower, PeerServer, type AcmeLines } from './peer.js';
 import type { SwarmSnapshot } from './snapshot.js';
-import { detectRole, dockerFromHost, selfInfo, SwarmDiscovery, type DockerReader } from './swarm.js';
+import { dockerFromHost, engineInfo, selfInfo, SwarmDiscovery, type DockerReader } from './swarm.js';
 
 export interface Source {
   /** What this instance is: file, manager or worker. */
   role: 'file' | 'manager' | 'worker';
+  /** Where this instance sends ACME certificates and waits for tokens to be answered; none without followers. */
+  peers?: AcmePeers | undefined;
   stop(): Promise<void>;
+}
+
+/** ACME's part of the source: the shared token set, and what reaches this instance from the ordering one. */
+export interface SourceAcme {
+  challenges: ChallengeSet;
+  /** Whether this instance is the one that orders; called again when that changes. */
+  onOrdering: (ordering: boolean) => void;
+  onCertificate: (names: string[], certPem: string, keyPem: string) => void;
+  onBadLine: (reason: string) => void;
 }
 
 export interface SourceDeps {
@@ -28,6 +45,7 @@ export interface SourceDeps {
   docker?: DockerReader | undefined;
   /** Cancels a start that still waits on the engine. */
   signal?: AbortSignal | undefined;
+  acme?: SourceAcme | undefined;
 }
 
 export class SourceError extends Error {}
@@ -43,11 +61,24 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promi
   });
 }
 
+/** Typed peer lines into the token set and the caller's hands; `settle` waits for this instance's own followers. */
+function acmeLines(acme: SourceAcme, settle?: () => Promise<unknown>): AcmeLines {
+  return {
+    onChallenges: async (tokens) => {
+      acme.challenges.apply(tokens);
+      await settle?.();
+    },
+    onCertificate: acme.onCertificate,
+    onBadLine: acme.onBadLine,
+  };
+}
+
 export async function startSource(config: Config, deps: SourceDeps): Promise<Source> {
-  const { log, defaults, onTable, onError, onTaskFailed } = deps;
+  const { log, defaults, onTable, onError, onTaskFailed, acme } = deps;
   if (config.provider === 'file') {
     const file = new FileDiscovery({ path: config.routes!, defaults, log, onTable, onError });
     file.start();
+    acme?.onOrdering(true);
     return { role: 'file', stop: async () => file.stop() };
   }
 
@@ -55,9 +86,19 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
   // Engine calls have no timeout of their own; a stop must not wait on them.
   const self = await unlessAborted(selfInfo(docker, log), deps.signal);
   let role = config.role === 'auto' ? undefined : config.role;
+  // The engine's node ID tells whether this instance is the leader's, which orders certificates.
+  let nodeId: string | undefined;
+  let askingNodeId = false;
+  const askNodeId = () => {
+    if (nodeId || askingNodeId) return;
+    askingNodeId = true;
+    engineInfo(docker).then((info) => { nodeId = info.nodeId; }, () => undefined).finally(() => { askingNodeId = false; });
+  };
   if (!role) {
     try {
-      role = await unlessAborted(detectRole(docker), deps.signal);
+      const info = await unlessAborted(engineInfo(docker), deps.signal);
+      role = info.role;
+      nodeId = info.nodeId;
     } catch (err) {
       if (deps.signal?.aborted) throw err;
       log.warn({ err: (err as Error).message }, 'cannot ask the engine for its role; acting as manager and retrying its API');
@@ -74,8 +115,9 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       ? config.peers.split(',').map((p) => p.trim())
       : config.peers ?? (self.service ? `tasks.${self.service}` : undefined);
     if (!peers) throw new SourceError('--peers: a worker outside a swarm service must be told where manager instances are');
-    const follower = new PeerFollower({ peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError });
+    const follower = new PeerFollower({ peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError, ...(acme ? { acme: acmeLines(acme) } : {}) });
     follower.start();
+    acme?.onOrdering(false);
     const watcher = new ContainerWatcher(docker, log, (task, reason) => {
       onTaskFailed(task, reason);
       follower.reportTaskFailed(task).catch((err: unknown) => log.warn({ task, err: (err as Error).message }, 'cannot tell the manager about a failed task'));
@@ -90,13 +132,56 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     swarm?.refreshSoon(false);
   };
   let server: PeerServer | undefined;
+  let peers: AcmePeers | undefined;
+  let unwatch: (() => void) | undefined;
   if (token) {
-    server = new PeerServer(token, log, (task) => taskFailed(task, 'reported by a peer'));
-    await server.listen(config.peerAddr.host, config.peerAddr.port);
+    const s = server = new PeerServer(token, log, (task) => taskFailed(task, 'reported by a peer'));
+    await s.listen(config.peerAddr.host, config.peerAddr.port);
     log.info({ addr: `${config.peerAddr.host}:${config.peerAddr.port}` }, 'serving swarm snapshots to peers');
+    if (acme) {
+      unwatch = acme.challenges.onChange((tokens) => s.publishChallenges(tokens));
+      peers = {
+        certificate: (names, certPem, keyPem) => s.publishCertificate(names, certPem, keyPem),
+        propagate: async () => {
+          if (!(await s.acknowledged())) log.warn({ followers: s.followers, waited: ACK_TIMEOUT_MS }, 'not every follower acknowledged the ACME tokens in time; validating anyway');
+        },
+      };
+    }
   } else {
     log.warn({ file: config.peerTokenFile }, 'no peer token: worker instances cannot follow this one');
   }
+
+  // A manager that does not order follows the leader's instance for tokens and certificates, and passes them on.
+  let relay: { peer: string; follower: PeerFollower } | undefined;
+  let relayError: string | undefined;
+  const follow = (peer: string | undefined) => {
+    if (relay?.peer === peer) return;
+    relay?.follower.stop();
+    relay = undefined;
+    if (!peer || !token || !acme) return;
+    const follower = new PeerFollower({
+      peers: [peer], port: config.peerAddr.port, token, log,
+      onSnapshot: () => undefined,
+      onError: (err) => {
+        const message = (err as Error).message;
+        if (message !== relayError) log.warn({ peer, err: message }, 'cannot follow the ordering instance for ACME tokens and certificates');
+        relayError = message;
+      },
+      // Bounded below the leader's own wait, so this acknowledgement can still count there.
+      acme: acmeLines(acme, () => server?.acknowledged(undefined, ACK_TIMEOUT_MS - 1000) ?? Promise.resolve()),
+    });
+    relay = { peer, follower };
+    follower.start();
+  };
+  const lead = (snapshot: SwarmSnapshot) => {
+    if (!acme) return;
+    askNodeId();
+    const leading = isLeader(snapshot.nodes, nodeId);
+    acme.onOrdering(leading);
+    const peer = leading ? undefined : leaderPeer(snapshot, self.service, nodeId, config.network ? [config.network] : self.networks);
+    follow(peer && `${peer.includes(':') ? `[${peer}]` : peer}:${config.peerAddr.port}`);
+  };
+
   swarm = new SwarmDiscovery({
     docker, log,
     taskPollInterval: config.taskPollInterval,
@@ -104,6 +189,7 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     onSnapshot: (snapshot) => {
       toTable(snapshot);
       server?.publish(snapshot);
+      lead(snapshot);
     },
     onError,
   });
@@ -112,9 +198,12 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
   watcher.start();
   return {
     role,
+    peers,
     stop: async () => {
       watcher.stop();
       swarm?.stop();
+      unwatch?.();
+      follow(undefined);
       await server?.close();
     },
   };

@@ -21,10 +21,15 @@ export function dockerFromHost(dockerHost: string): DockerReader {
   throw new Error(`unsupported Docker host ${dockerHost}: use unix:///path or tcp://host:port`);
 }
 
-/** Managers list services and tasks; workers' engines refuse to. */
+/** The engine's role (managers list services and tasks; workers' engines refuse to) and its own swarm node ID. */
+export async function engineInfo(docker: DockerReader): Promise<{ role: 'manager' | 'worker'; nodeId: string | undefined }> {
+  const info = await docker.info() as { Swarm?: { ControlAvailable?: boolean; LocalNodeState?: string; NodeID?: string } };
+  const role = info.Swarm?.LocalNodeState === 'active' && !info.Swarm.ControlAvailable ? 'worker' : 'manager';
+  return { role, nodeId: info.Swarm?.NodeID || undefined };
+}
+
 export async function detectRole(docker: DockerReader): Promise<'manager' | 'worker'> {
-  const info = await docker.info() as { Swarm?: { ControlAvailable?: boolean; LocalNodeState?: string } };
-  return info.Swarm?.LocalNodeState === 'active' && !info.Swarm.ControlAvailable ? 'worker' : 'manager';
+  return (await engineInfo(docker)).role;
 }
 
 export interface SwarmDiscoveryOptions {

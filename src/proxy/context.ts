@@ -3,6 +3,7 @@
 import type { Logger } from '../core/log.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { Table } from '../table/table.js';
+import type { ChallengeSet } from '../tls/challenges.js';
 import type { CertStore } from '../tls/store.js';
 
 export class ProxyStats {
@@ -54,4 +55,6 @@ export interface ProxyContext {
   limits: ClientLimits;
   /** Certificates for https ports. */
   certs: CertStore;
+  /** ACME HTTP-01 tokens that plain-HTTP ports answer themselves; empty unless an order is under way. */
+  challenges: ChallengeSet;
 }

@@ -5,6 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorBody, errorStatus, rawErrorResponse, type ErrorCode } from '../core/errors.js';
+import { answerChallenge } from '../tls/challenges.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
 import { admitConnection, admitToRoute } from './limits.js';
@@ -311,6 +312,14 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
       ctx.log.debug({ port, problem }, 'request refused');
       res.shouldKeepAlive = false;
       return reply(ctx, res, 'BAD_REQUEST');
+    }
+    // The CA fetches HTTP-01 tokens over plain HTTP from whichever node a name points at; the set is empty between orders.
+    if (ctx.challenges.size !== 0 && scheme === 'http') {
+      const body = answerChallenge(ctx.challenges, req.method, req.url);
+      if (body !== undefined) {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+        return void res.end(body);
+      }
     }
     const rh = readRequestHead(req, false, scheme);
     const route = routeFor(ctx, port, rh.host);

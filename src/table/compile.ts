@@ -123,6 +123,10 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
       if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
       if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
       if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
+      // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
+      const acme = labels.acme === true && pub.mode === 'https' && labels.hosts.length > 0;
+      if (labels.acme && pub.mode === 'https' && !labels.hosts.length) problems.push(`meshd.tls=acme needs meshd.hosts: without host names there is nothing to order a certificate for; port ${pub.published} is served with certificates from files`);
+      if (labels.acme && !labels.publish.some((other) => other.mode === 'https')) problems.push(`meshd.tls=acme applies to /https ports only; port ${pub.published} is ${pub.mode}`);
       const backends: BackendSpec[] = [];
       for (const task of tasksByService.get(service.ID) ?? []) {
         const draining = isDraining(task);
@@ -148,6 +152,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
         ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
         ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
+        ...(acme ? { acme } : {}),
         problems,
       };
       const sharing = byPort.get(route.port) ?? [];

@@ -20,6 +20,8 @@ export interface ServiceLabels {
   redirectHttps?: number;
   /** meshd.hsts: Strict-Transport-Security for https answers. */
   hsts?: string;
+  /** meshd.tls=acme: https ports get a certificate ordered over ACME for the service's hosts. */
+  acme?: boolean;
   problems: string[];
 }
 
@@ -140,12 +142,16 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
         if (validHsts(value)) out.hsts = value;
         else p.push(`${name}: "${value}" is not max-age=SECONDS[; includeSubDomains][; preload]; no Strict-Transport-Security is sent`);
         break;
+      case 'meshd.tls':
+        if (value === 'acme') out.acme = true;
+        else p.push(`${name}: "${value}" is not supported; write acme (certificates from files need no label)`);
+        break;
       case 'meshd.proxy-protocol':
         if (value === 'v2') out.proxyProtocol = true;
         else p.push(`${name}: "${value}" is not supported; write v2`);
         break;
       default:
-        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts and meshd.health.{path,interval,timeout,rise,fall}`);
+        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts, meshd.tls and meshd.health.{path,interval,timeout,rise,fall}`);
     }
   }
   return out;

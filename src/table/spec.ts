@@ -44,6 +44,8 @@ export interface RouteSpec {
   redirectHttps?: number;
   /** https: Strict-Transport-Security value added to every answer (label meshd.hsts). */
   hsts?: string;
+  /** https with hosts: serve a certificate ordered over ACME for the hosts (label meshd.tls=acme, file `tls: acme`). */
+  acme?: boolean;
   /** Problems found while compiling this route (bad labels, unreachable tasks). */
   problems: string[];
 }

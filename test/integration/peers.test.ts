@@ -2,13 +2,17 @@
 // fail-over between manager instances, the last table kept while none answers,
 // and a worker started before any manager following one as soon as it listens.
 import assert from 'node:assert/strict';
+import { createPrivateKey } from 'node:crypto';
 import dgram from 'node:dgram';
 import dns from 'node:dns';
+import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { request } from 'undici';
 import { silentLogger } from '../../src/core/log.js';
-import { PeerFollower, PeerServer, SNAPSHOTS_PATH, TASK_FAILED_PATH } from '../../src/discovery/peer.js';
+import { FEATURES_HEADER, PeerFollower, PeerServer, SNAPSHOTS_PATH, TASK_FAILED_PATH, type AcmeLines } from '../../src/discovery/peer.js';
 import type { SwarmSnapshot } from '../../src/discovery/snapshot.js';
+import { ChallengeSet, type ChallengeSnapshot } from '../../src/tls/challenges.js';
+import { TestCA } from '../support/certs.js';
 import { freePort, waitFor } from '../support/net.js';
 
 const TOKEN = 's3cret-token';
@@ -56,6 +60,32 @@ async function fakeSwarmDns(): Promise<{ port: number; registered: boolean; clos
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A TCP relay in front of `port` that keeps every byte the server sent: what an observer of the network sees. */
+async function tap(port: number): Promise<{ port: number; wire: () => string; close(): void }> {
+  const chunks: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => s.destroy());
+      s.once('close', () => { client.destroy(); upstream.destroy(); });
+    }
+    upstream.on('data', (c: Buffer) => chunks.push(c));
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (relay.address() as net.AddressInfo).port,
+    wire: () => Buffer.concat(chunks).toString('latin1'),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      relay.close();
+    },
+  };
+}
 
 describe('peers', () => {
   const servers: PeerServer[] = [];
@@ -167,5 +197,157 @@ describe('peers', () => {
       dns.setServers(servers0);
       swarmDns.close();
     }
+  });
+});
+
+describe('ACME over the peer stream', () => {
+  const servers: PeerServer[] = [];
+  const followers: PeerFollower[] = [];
+  const closers: (() => void)[] = [];
+  const ca = new TestCA();
+  after(async () => {
+    for (const f of followers) f.stop();
+    for (const s of servers) await s.close();
+    for (const c of closers) c();
+    ca.remove();
+  });
+
+  /** A follower that applies tokens to its own set (after `delay` ms) and keeps what it receives. */
+  function follower(port: number, token = TOKEN, delay = 0) {
+    const got = { challenges: new ChallengeSet(), certificates: [] as { names: string[]; certPem: string; keyPem: string }[], bad: [] as string[], errors: [] as string[], snapshots: 0 };
+    const acme: AcmeLines = {
+      onChallenges: async (tokens: ChallengeSnapshot) => {
+        // Infinity: a follower that never finishes, without a timer holding the test process.
+        await (delay === Infinity ? new Promise(() => undefined) : sleep(delay));
+        got.challenges.apply(tokens);
+      },
+      onCertificate: (names, certPem, keyPem) => void got.certificates.push({ names, certPem, keyPem }),
+      onBadLine: (reason) => void got.bad.push(reason),
+    };
+    const f = new PeerFollower({
+      peers: [`127.0.0.1:${port}`], port: 0, token, log: silentLogger(), retryDelay: 100, acme,
+      onSnapshot: () => void got.snapshots++, onError: (e) => void got.errors.push((e as Error).message),
+    });
+    followers.push(f);
+    f.start();
+    return { f, got };
+  }
+
+  it('carries tokens and certificates to a follower, the key sealed on the wire; a follower without the token gets nothing', async () => {
+    const server = new PeerServer(TOKEN, silentLogger());
+    servers.push(server);
+    const port = await server.listen('127.0.0.1', 0);
+    server.publish(snapshot(1));
+    const wire = await tap(port);
+    closers.push(wire.close);
+
+    const pem = ca.issue(['a.test']);
+    // Published before anyone follows: a follower gets it on connecting.
+    server.publishCertificate(['a.test'], pem.cert, pem.key);
+    const { got } = follower(wire.port);
+    const intruder = follower(port, 'wrong-token');
+
+    await waitFor(() => got.certificates.length === 1, 5000, 'the certificate');
+    assert.deepEqual(got.certificates[0], { names: ['a.test'], certPem: pem.cert, keyPem: pem.key });
+    assert.equal(got.snapshots, 1, 'snapshots still travel');
+
+    const seq = server.publishChallenges({ tok1: 'tok1.thumb' });
+    assert.equal(await server.acknowledged(seq, 5000), true);
+    assert.equal(got.challenges.get('tok1'), 'tok1.thumb', 'applied before the acknowledgement');
+
+    const renewed = ca.issue(['a.test']);
+    server.publishCertificate(['a.test'], renewed.cert, renewed.key);
+    await waitFor(() => got.certificates.length === 2, 5000, 'the renewed certificate');
+    assert.equal(got.certificates[1]!.keyPem, renewed.key);
+
+    const bytes = wire.wire();
+    assert.ok(bytes.includes('tok1.thumb') && bytes.includes(pem.cert.split('\n')[1]!), 'the tap sees the stream');
+    assert.doesNotMatch(bytes, /PRIVATE KEY/);
+    for (const k of [pem.key, renewed.key]) {
+      // Each PEM line as JSON would carry it, and the secret scalar in other spellings.
+      const d = Buffer.from(createPrivateKey(k).export({ format: 'jwk' }).d!, 'base64url');
+      const lines = k.split('\n').filter((l) => l && !l.startsWith('-----'));
+      for (const spelling of [...lines, d.toString('base64'), d.toString('base64url'), d.toString('hex'), d.toString('latin1')]) {
+        assert.ok(!bytes.includes(spelling), 'no key in clear on the wire');
+      }
+    }
+
+    await waitFor(() => intruder.got.errors.some((e) => e.includes('answered 401')), 5000, 'the intruder refused');
+    assert.deepEqual([intruder.got.certificates, intruder.got.challenges.size, intruder.got.snapshots], [[], 0, 0]);
+  });
+
+  it('acknowledged() waits for every follower to apply the tokens, and gives up after its bound', async () => {
+    const server = new PeerServer(TOKEN, silentLogger());
+    servers.push(server);
+    const port = await server.listen('127.0.0.1', 0);
+    const quick = follower(port);
+    const slow = follower(port, TOKEN, 600);
+    await waitFor(() => server.followers === 2, 5000, 'two followers');
+    await sleep(100); // their hello lines are read
+
+    const t0 = Date.now();
+    const seq = server.publishChallenges({ tok2: 'tok2.thumb' });
+    assert.equal(await server.acknowledged(seq, 5000), true);
+    assert.ok(Date.now() - t0 >= 550, `waited for the slow follower (${Date.now() - t0} ms)`);
+    assert.equal(quick.got.challenges.get('tok2'), 'tok2.thumb');
+    assert.equal(slow.got.challenges.get('tok2'), 'tok2.thumb');
+
+    // A follower that never finishes applying cannot hold an order.
+    const stuck = follower(port, TOKEN, Infinity);
+    await waitFor(() => server.followers === 3, 5000, 'a third follower');
+    const t1 = Date.now();
+    assert.equal(await server.acknowledged(server.publishChallenges({}), 400), false);
+    assert.ok(Date.now() - t1 < 1500);
+    stuck.f.stop();
+  });
+
+  it('sends typed lines only to followers that ask for them, and a follower skips lines it cannot use', async () => {
+    const server = new PeerServer(TOKEN, silentLogger());
+    servers.push(server);
+    const port = await server.listen('127.0.0.1', 0);
+    server.publish(snapshot(1));
+    server.publishChallenges({ tok3: 'tok3.thumb' });
+    /** What the stream sends within 300 ms. */
+    const read = async (headers: Record<string, string>) => {
+      const res = await request(`http://127.0.0.1:${port}${SNAPSHOTS_PATH}`, { headers: { authorization: `Bearer ${TOKEN}`, ...headers }, signal: AbortSignal.timeout(300) });
+      let text = '';
+      try {
+        for await (const c of res.body) text += c.toString();
+      } catch { /* the timeout ends the read */ }
+      return text;
+    };
+    const old = await read({});
+    assert.match(old, /"services"/);
+    assert.doesNotMatch(old, /"type"/, 'an older follower reads snapshots only');
+    assert.match(await read({ [FEATURES_HEADER]: 'acme' }), /"type":"challenges"/);
+
+    // Lines sealed under another token (a peer from another deployment): refused, counted, the stream goes on.
+    const other = new PeerServer('other-token', silentLogger());
+    servers.push(other);
+    const otherPort = await other.listen('127.0.0.1', 0);
+    const pem = ca.issue(['b.test']);
+    other.publishCertificate(['b.test'], pem.cert, pem.key);
+    const sealedElsewhere = await new Promise<string>((resolve) => {
+      void request(`http://127.0.0.1:${otherPort}${SNAPSHOTS_PATH}`, { headers: { authorization: 'Bearer other-token', [FEATURES_HEADER]: 'acme' } }).then(async (res) => {
+        for await (const c of res.body) {
+          const line = c.toString().split('\n').find((l: string) => l.includes('"certificate"'));
+          if (line) return resolve(line);
+        }
+      });
+    });
+    const fake = net.createServer((s) => {
+      s.on('error', () => s.destroy());
+      s.once('data', () => s.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n'
+        + [sealedElsewhere, '{"type":"certificate","names":["c.test"]}', '{"type":"future-line"}', JSON.stringify(snapshot(2))]
+          .map((l) => { const b = l + '\n'; return `${Buffer.byteLength(b).toString(16)}\r\n${b}\r\n`; }).join('')));
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    closers.push(() => fake.close());
+    const { got } = follower((fake.address() as net.AddressInfo).port);
+    await waitFor(() => got.snapshots >= 1, 5000, 'the snapshot after the bad lines');
+    assert.deepEqual(got.certificates, []);
+    assert.equal(got.bad.length, 2);
+    assert.match(got.bad[0]!, /cannot unseal: another token/);
+    assert.match(got.bad[1]!, /malformed certificate line/);
   });
 });

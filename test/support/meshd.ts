@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig, type Config } from '../../src/config.js';
-import { silentLogger } from '../../src/core/log.js';
+import { silentLogger, type Logger } from '../../src/core/log.js';
 import { startMeshd, type Meshd } from '../../src/meshd.js';
 import { freePort, waitFor } from './net.js';
 
@@ -21,6 +21,7 @@ export interface FileRoute {
   idleTimeout?: string;
   redirect?: string;
   hsts?: string;
+  tls?: 'acme';
 }
 
 export class TestMeshd {
@@ -28,6 +29,8 @@ export class TestMeshd {
   readonly routesFile = path.join(this.dir, 'routes.yml');
   /** Top-level keys of the routes file besides `routes` (such as `tls`). */
   extra: Record<string, unknown> = {};
+  /** Where meshd logs; set before start to read its lines. */
+  log: Logger = silentLogger();
   meshd!: Meshd;
   config!: Config;
   adminPort = 0;
@@ -42,7 +45,7 @@ export class TestMeshd {
     ], {});
     if (config === 'help') throw new Error('unexpected help');
     this.config = config;
-    this.meshd = await startMeshd(config, silentLogger());
+    this.meshd = await startMeshd(config, this.log);
     await waitFor(() => this.meshd.table.loaded, 5000, 'first table');
     await this.probed();
     return this;

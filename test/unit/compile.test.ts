@@ -161,4 +161,21 @@ describe('compile', () => {
       [443, 'https', ['a.test'], undefined, 'max-age=60', []],
     ]);
   });
+
+  it('meshd.tls=acme marks the https ports of a service with hosts, and is a problem without hosts or https', () => {
+    const t = compile(snapshot([
+      service('web', { 'meshd.publish': '80:8080/http,443:8080/https', 'meshd.hosts': 'www.a.test', 'meshd.tls': 'acme' }),
+      service('nohosts', { 'meshd.publish': '8443:80/https', 'meshd.tls': 'acme' }),
+      service('plain', { 'meshd.publish': '8080:80/http', 'meshd.hosts': 'p.test', 'meshd.tls': 'acme' }),
+    ], [task('t1', 'web'), task('t2', 'nohosts'), task('t3', 'plain')]), options);
+    const route = (name: string, port: number) => t.routes.find((r) => r.name === name && r.port === port)!;
+    assert.equal(route('web', 443).acme, true);
+    assert.deepEqual(route('web', 443).problems, []);
+    assert.equal(route('web', 80).acme, undefined);
+    assert.deepEqual(route('web', 80).problems, [], 'the plain-HTTP port of an ACME service is no mistake');
+    assert.equal(route('nohosts', 8443).acme, undefined);
+    assert.match(route('nohosts', 8443).problems.join('\n'), /meshd\.tls=acme needs meshd\.hosts/);
+    assert.equal(route('plain', 8080).acme, undefined);
+    assert.match(route('plain', 8080).problems.join('\n'), /meshd\.tls=acme applies to \/https ports only; port 8080 is http/);
+  });
 });

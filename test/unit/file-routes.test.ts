@@ -109,4 +109,22 @@ routes:
     assert.throws(() => routesFromDocument(parse('routes: [{ name: a, publish: 80, mode: https, redirect: https, backends: [] }]'), defaults), /redirect: only for mode http/);
     assert.throws(() => routesFromDocument(parse('routes: [{ name: a, publish: 80, mode: http, redirect: ftp, backends: [] }]'), defaults), /redirect: must be https or https:PORT/);
   });
+
+  it('reads a route\'s tls: acme apart from the top-level tls.certificates, on https routes with hosts only', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: a, publish: 443, mode: https, hosts: [A.test], tls: acme, backends: [] }
+  - { name: b, publish: 8443, mode: https, hosts: [b.test], backends: [] }
+tls: { certificates: [{ cert: b.crt, key: b.key }] }
+`), defaults);
+    assert.deepEqual(t.routes.map((r) => [r.name, r.acme, r.hosts]), [['a', true, ['a.test']], ['b', undefined, ['b.test']]]);
+    assert.deepEqual(t.tls, { certificates: [{ cert: 'b.crt', key: 'b.key' }] });
+    const refused: [string, RegExp][] = [
+      ['routes: [{ name: a, publish: 443, mode: https, backends: [], tls: acme }]', /routes\[0\]\.tls: acme needs hosts/],
+      ['routes: [{ name: a, publish: 443, mode: https, hosts: [], backends: [], tls: acme }]', /routes\[0\]\.tls: acme needs hosts/],
+      ['routes: [{ name: a, publish: 80, mode: http, hosts: [a.test], backends: [], tls: acme }]', /routes\[0\]\.tls: only for mode https/],
+      ['routes: [{ name: a, publish: 443, mode: https, hosts: [a.test], backends: [], tls: { certificates: [] } }]', /routes\[0\]\.tls: must be acme \(certificate files go under the top-level tls.certificates\)/],
+    ];
+    for (const [text, re] of refused) assert.throws(() => routesFromDocument(parse(text), defaults), re, text);
+  });
 });

@@ -85,4 +85,12 @@ describe('parseLabels', () => {
     assert.match(bad.problems.join('\n'), /meshd.redirect: "http:80" is not https or https:PORT/);
     assert.match(bad.problems.join('\n'), /meshd.hsts: "forever" is not max-age=SECONDS/);
   });
+
+  it('reads meshd.tls=acme, and reports any other value', () => {
+    assert.equal(parseLabels({ 'meshd.tls': 'acme' }).acme, true);
+    const bad = parseLabels({ 'meshd.tls': 'letsencrypt' });
+    assert.equal(bad.acme, undefined);
+    assert.match(bad.problems.join('\n'), /^meshd\.tls: "letsencrypt" is not supported; write acme/);
+    assert.match(parseLabels({ 'meshd.tsl': 'acme' }).problems[0]!, /meshd\.tls/, 'the unknown-label message names it');
+  });
 });
