@@ -15,6 +15,8 @@ import { detectRole, dockerFromHost, selfInfo, SwarmDiscovery, type DockerReader
 export interface Source {
   /** What this instance is: file, manager or worker. */
   role: 'file' | 'manager' | 'worker';
+  /** On a worker, the manager instance followed now, if any. */
+  following?: () => string | undefined;
   stop(): Promise<void>;
 }
 
@@ -81,7 +83,7 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       follower.reportTaskFailed(task).catch((err: unknown) => log.warn({ task, err: (err as Error).message }, 'cannot tell the manager about a failed task'));
     });
     watcher.start();
-    return { role, stop: async () => { watcher.stop(); follower.stop(); } };
+    return { role, following: () => follower.current, stop: async () => { watcher.stop(); follower.stop(); } };
   }
 
   let swarm: SwarmDiscovery | undefined;
