@@ -77,28 +77,28 @@ function drawSummary(v: DashboardView): void {
     return known.length ? known.reduce((a, b) => a + b, 0) : null;
   };
   const down = v.routes.filter((r) => r.eligible === 0).length;
-  const parts = [
-    ['routes', `${v.routes.length}`, down ? `<span class="split">${down} without a backend</span>` : ''],
-    ['backends', `${count('active')}<span class="split"> / ${all.length} active</span>`,
-      `<span class="split">${[['pending', count('pending')], ['draining', count('draining')], ['out', count('out')]]
-        .filter(([, n]) => n).map(([s, n]) => `<i>${n} ${s}</i>`).join(' · ')}</span>`],
-    ['in flight', `${all.reduce((n, b) => n + b.active, 0)}`, ''],
-    [`req/s · last ${duration(v.rateWindow)}`, rate(total((r) => r.rate)), ''],
-    ['errors/s', rate(total((r) => r.errorRate)), ''],
+  const others = (['pending', 'draining', 'out'] as const).filter((st) => count(st)).map((st) => `<i class="t-${st}">${count(st)} ${st}</i>`);
+  const stats = [
+    ['Routes', `${v.routes.length}`, down ? `<i class="t-out">${down} with no active backend</i>` : ''],
+    ['Backends active', `${count('active')}<small> / ${all.length}</small>`, others.join(' · ')],
+    ['In flight', `${all.reduce((n, b) => n + b.active, 0)}`, ''],
+    [`Requests/s · last ${duration(v.rateWindow)}`, rate(total((r) => r.rate)), ''],
+    ['Errors/s', rate(total((r) => r.errorRate)), ''],
   ];
-  draw(byId('summary'), parts.map(([label, value, extra]) => `<div class="stat"><b>${value}</b><span>${label}</span> ${extra}</div>`).join(''));
+  draw(byId('summary'), stats.map(([label, value, detail]) => `<div class="stat"><span>${label}</span><b>${value}</b><em>${detail}</em></div>`).join(''));
 }
 
 function healthText(b: BackendView): string {
   const parts: string[] = [];
   if (b.probe === 'up') parts.push('probe up');
-  else if (b.probe === 'pending') parts.push(b.lastProbeError ? '<span class="bad">first probe failed</span>' : 'awaiting first probe');
+  // A task that was already shutting down when first seen is never probed.
+  else if (b.probe === 'pending') parts.push(b.lastProbeError ? '<span class="bad">first probe failed</span>' : b.state === 'draining' ? '' : 'awaiting first probe');
   else parts.push('<span class="bad">probe down</span>');
   if (b.ejected) parts.push('<span class="bad">ejected after errors</span>');
   if (b.failed) parts.push('<span class="bad">task failed</span>');
   if (b.state === 'draining') parts.push('<span class="warn">task shutting down</span>');
   if (b.lastProbeError && b.probe !== 'up') parts.push(`<span class="bad mono">${esc(b.lastProbeError)}</span>`);
-  return parts.join(' · ');
+  return parts.filter(Boolean).join(' · ');
 }
 
 function card(b: BackendView): string {
@@ -135,8 +135,10 @@ function route(r: RouteView): string {
     r.maxConnections !== null ? `at most ${r.maxConnections} ${r.mode === 'http' ? 'requests' : 'connections'} at once` : '',
   ].filter(Boolean).join(' · ');
   const problems = r.problems.length ? `<ul class="problems">${r.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
+  const status = r.eligible === 0 ? '<span class="pill p-down">no active backend</span>'
+    : r.backends.some((b) => b.state === 'out') ? '<span class="pill p-degraded">degraded</span>' : '';
   return `<article class="route${r.eligible === 0 ? ' down' : ''}" data-route="${esc(r.key)}">
-<div class="route-head"><h3>${esc(r.name)}</h3>${hosts}
+<div class="route-head"><h3>${esc(r.name)}</h3>${status}${hosts}
 <div class="route-stats"><span class="${r.eligible === 0 ? 'zero' : ''}"><b>${r.eligible}/${r.backends.length}</b> active</span><span><b>${rate(r.rate)}</b> req/s</span><span><b>${rate(r.errorRate)}</b> err/s</span><span><b>${r.active}</b> in flight</span></div></div>
 <div class="route-meta">${meta}</div>
 ${problems}${grid(r)}</article>`;

@@ -90,12 +90,17 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, "DejaVu Sans Mono", Men
 .alert { margin: 16px 24px 0; padding: 10px 14px; border: 1px solid #ffcecb; border-left: 4px solid var(--out); border-radius: 6px; background: var(--out-bg); }
 .alert b { color: var(--out); }
 
-.summary { display: flex; gap: 28px; flex-wrap: wrap; padding: 14px 24px 4px; color: var(--muted); }
+.summary { display: flex; gap: 40px; flex-wrap: wrap; padding: 16px 24px 6px; }
 .summary:empty { display: none; }
-.summary .stat b { display: block; color: var(--text); font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.summary .stat span { font-size: 12px; text-transform: uppercase; letter-spacing: .5px; }
-.summary .stat .split { font-size: 13px; color: var(--muted); font-weight: 400; }
-.summary .split i { font-style: normal; }
+.stat span { display: block; font-size: 11.5px; font-weight: 600; text-transform: uppercase; letter-spacing: .5px; color: var(--muted); }
+.stat b { display: block; font-size: 22px; font-weight: 600; line-height: 1.3; font-variant-numeric: tabular-nums; }
+.stat b small { font-size: 15px; font-weight: 500; color: var(--muted); }
+.stat em { display: block; min-height: 18px; font-style: normal; font-size: 12.5px; color: var(--muted); }
+.stat i, .t-out, .t-pending, .t-draining { font-style: normal; font-weight: 500; }
+.t-out { color: var(--out); } .t-pending { color: var(--pending); } .t-draining { color: var(--draining); }
+.pill { font-size: 11px; font-weight: 700; letter-spacing: .4px; text-transform: uppercase; padding: 1px 8px; border-radius: 999px; }
+.p-degraded { color: var(--draining); background: var(--draining-bg); }
+.p-down { color: var(--out); background: var(--out-bg); }
 
 main { padding: 8px 24px 12px; }
 .empty { color: var(--muted); padding: 32px 0; }
