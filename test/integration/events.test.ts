@@ -90,6 +90,17 @@ describe('dashboard events', () => {
     assert.ok(lag < 300, `the new table reached the stream ${lag} ms after it was applied`);
     t.diagnostic(`new table on the stream ${lag} ms after it was applied`);
     await waitFor(() => views(c).at(-1)!.routes[0]!.backends.every((x) => x.state === 'active'), 3000, 'the new backend active on the stream');
+
+    // A health change too: from the probe that takes the backend out to the stream.
+    let outAt = 0;
+    const onHealth = (x: { host: string; port: number; eligible: boolean }) => { if (!outAt && `${x.host}:${x.port}` === b.address && !x.eligible) outAt = Date.now(); };
+    m.meshd.table.on('health', onHealth);
+    t.after(() => m.meshd.table.off('health', onHealth));
+    await b.kill();
+    await waitFor(() => views(c).at(-1)!.routes[0]!.backends.find((x) => x.address === b.address)?.state === 'out', 5000, 'the dead backend out on the stream');
+    const healthLag = Date.now() - outAt;
+    t.diagnostic(`backend out on the stream ${healthLag} ms after the probe took it out`);
+    assert.ok(healthLag < 300, `${healthLag} ms`);
   });
 
   it('drops closed streams and stops building when nobody watches', async () => {
