@@ -91,10 +91,8 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
   const html = (reply: FastifyReply, code: number, body: string) => reply.code(code).headers(SECURITY_HEADERS).type('text/html; charset=utf-8').send(body);
   const hostname = os.hostname();
 
-  app.get('/', async (req, reply) => {
-    if (signedIn(req)) return html(reply, 200, dashboardPage(hostname));
-    return html(reply.header('www-authenticate', 'Bearer realm="meshd"'), 401, loginPage(hostname));
-  });
+  // The sign-in form is a page like any other (200): it holds no data, and a browser logs a 401 as an error.
+  app.get('/', async (req, reply) => html(reply, 200, signedIn(req) ? dashboardPage(hostname) : loginPage(hostname)));
   app.get('/ui/app.js', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(script));
   app.get('/ui/app.css', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('text/css; charset=utf-8').send(APP_CSS));
   app.get('/favicon.ico', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('image/svg+xml').send(FAVICON_SVG));

@@ -2,15 +2,27 @@
 // the page loads cleanly, shows the routes and their backends, and follows a
 // backend that dies without a reload.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import puppeteer from 'puppeteer-core';
+import puppeteer, { type Page } from 'puppeteer-core';
 import { TestMeshd } from '../support/meshd.js';
 import { Backend, freePort, get, waitFor } from '../support/net.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = path.join(os.tmpdir(), 'meshd-dashboard.png');
+
+/** Console errors and warnings, script errors, failed requests and HTTP errors the page meets. */
+function watch(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warn') problems.push(`console ${msg.type()}: ${msg.text()}`); });
+  page.on('pageerror', (err) => problems.push(`page error: ${(err as Error).message}`));
+  // The event stream is cut when the page closes; that is no failure.
+  page.on('requestfailed', (req) => { if (!req.url().endsWith('/api/events')) problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`); });
+  page.on('response', (res) => { if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`); });
+  return problems;
+}
 
 describe('dashboard', () => {
   it('shows the routes and turns a killed backend out within 2 s, without a reload', async (t) => {
@@ -34,11 +46,7 @@ describe('dashboard', () => {
     t.after(() => browser.close());
     const page = await browser.newPage();
     await page.setViewport({ width: 1280, height: 820 });
-    const problems: string[] = [];
-    page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warn') problems.push(`console ${msg.type()}: ${msg.text()}`); });
-    page.on('pageerror', (err) => problems.push(`page error: ${(err as Error).message}`));
-    page.on('requestfailed', (req) => { if (!req.url().endsWith('/api/events')) problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`); });
-    page.on('response', (res) => { if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`); });
+    const problems = watch(page);
 
     const admin = `http://127.0.0.1:${m.adminPort}`;
     const card = (route: string, address: string, state: string) => `[data-route="${route}"] [data-backend="${address}"][data-state="${state}"]`;
@@ -79,6 +87,43 @@ describe('dashboard', () => {
 
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     t.diagnostic(`screenshot: ${SCREENSHOT}`);
+    assert.deepEqual(problems, []);
+  });
+
+  it('asks for the admin token, then streams with the session cookie', async (t) => {
+    const TOKEN = 'b1d4e7a0c3f62958';
+    const web = await new Backend('web').start();
+    t.after(() => web.kill());
+    const m = new TestMeshd();
+    t.after(() => m.stop());
+    const file = path.join(m.dir, 'admin-token');
+    fs.writeFileSync(file, TOKEN);
+    const webPort = await freePort();
+    await m.start([{ name: 'web', publish: webPort, mode: 'http', backends: [web.address], health: { path: '/health' } }], ['--admin-token-file', file]);
+
+    const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+    t.after(() => browser.close());
+    const page = await browser.newPage();
+    const problems = watch(page);
+    const admin = `http://127.0.0.1:${m.adminPort}`;
+
+    await page.goto(`${admin}/`, { waitUntil: 'load', timeout: 10_000 });
+    assert.equal(await page.$('[data-route]'), null, 'no data before signing in');
+    assert.deepEqual(problems, [], 'the sign-in page loads cleanly');
+    await page.type('#token', 'not-the-token');
+    await Promise.all([page.waitForNavigation({ timeout: 5000 }), page.click('button[type=submit]')]);
+    assert.match(await page.$eval('.login-error', (e) => (e as HTMLElement).innerText), /not the one/);
+    // A wrong token answers 401, which the browser logs; nothing else may appear.
+    assert.deepEqual(problems.splice(0).sort(), [`401 ${admin}/login`, 'console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)'].sort());
+
+    await page.type('#token', TOKEN);
+    await Promise.all([page.waitForNavigation({ timeout: 5000 }), page.click('button[type=submit]')]);
+    await page.waitForSelector(`[data-route="${webPort} web"] [data-backend="${web.address}"]`, { timeout: 5000 });
+    const [cookie] = await browser.cookies();
+    assert.equal(cookie?.httpOnly, true);
+    assert.equal(cookie?.sameSite, 'Strict');
+    assert.equal(await page.evaluate(() => document.cookie), '', 'the session is out of the page script\'s reach');
+
     assert.deepEqual(problems, []);
   });
 });

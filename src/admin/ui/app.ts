@@ -148,7 +148,8 @@ function drawRoutes(v: DashboardView): void {
   const main = byId('routes');
   if (!v.loaded || v.routes.length === 0) {
     drawn.clear();
-    main.innerHTML = `<p class="empty">${v.loaded ? 'No routes: no service asks for a port (label <code>meshd.publish</code>), and the routes file lists none.' : 'Waiting for the first routing table…'}</p>`;
+    const none = v.instance?.provider === 'file' ? 'No routes: the routes file lists none.' : 'No routes: no service asks for a port (service label <code>meshd.publish</code>).';
+    main.innerHTML = `<p class="empty">${v.loaded ? none : 'Waiting for the first routing table…'}</p>`;
     return;
   }
   const ports = new Map<number, RouteView[]>();

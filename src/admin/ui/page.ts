@@ -166,6 +166,7 @@ main { padding: 8px 24px 12px; }
 .login-box { width: 100%; max-width: 380px; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 24px; }
 .login-box h1 { margin: 0 0 8px; font-size: 20px; }
 .login-box p { color: var(--muted); margin: 0 0 14px; }
+.login-box code { white-space: nowrap; }
 .login-box label { display: block; font-weight: 600; margin-bottom: 6px; }
 .login-box input { width: 100%; font: inherit; padding: 7px 10px; border: 1px solid var(--line); border-radius: 6px; }
 .login-box input:focus { outline: 2px solid #0969da; outline-offset: -1px; }
