@@ -1,6 +1,7 @@
 // Wiring: route source → compile → live table → listeners, probes and admin API.
 // `startMeshd` is what the CLI runs; tests start it in-process the same way.
 import fs from 'node:fs';
+import os from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { createMetrics, type Metrics } from './admin/metrics.js';
 import { startAdmin } from './admin/server.js';
@@ -131,7 +132,8 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     throw new ConfigError(`--acme-ca-file: cannot read ${config.acmeCaFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
 
-  const admin = await startAdmin({ table, listeners, metrics, certs, acme, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token },
+  const instance = () => ({ hostname: os.hostname(), provider: config.provider, role: source.role, following: source.following?.() ?? null });
+  const admin = await startAdmin({ table, listeners, metrics, certs, acme, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token, instance },
     config.adminAddr.host, config.adminAddr.port);
 
   return {

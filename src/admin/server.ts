@@ -1,5 +1,6 @@
-// The admin API (fastify): liveness, readiness, Prometheus metrics and the live
-// routing table with health, for operators and for meshd's own HEALTHCHECK.
+// The admin API (fastify): liveness, readiness, Prometheus metrics, the live
+// routing table with health and its dashboard, for operators and for meshd's
+// own HEALTHCHECK.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter } from 'prom-client';
 import type { Logger } from '../core/log.js';
@@ -8,6 +9,8 @@ import type { Listeners } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
 import type { AcmeCoordinator } from '../tls/acme-coordinator.js';
 import type { CertStore } from '../tls/store.js';
+import { DASHBOARD_OPEN_PATHS, registerDashboard, sessionMatches } from './dashboard.js';
+import type { InstanceView } from './live-view.js';
 import type { Metrics } from './metrics.js';
 
 export interface AdminDeps {
@@ -23,6 +26,8 @@ export interface AdminDeps {
   accepting: () => boolean;
   /** Bearer token every path but the probes requires (--admin-token-file); open when absent. */
   token?: string | undefined;
+  /** Role and provider, for the dashboard's header. */
+  instance?: (() => InstanceView) | undefined;
 }
 
 /** Liveness and readiness stay open: orchestrators and HEALTHCHECKs probe them without a token. */
@@ -87,7 +92,9 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
     // onRequest runs before routing, so unknown paths are guarded too.
     app.addHook('onRequest', async (req, reply) => {
       const path = req.url.split('?', 1)[0]!;
-      if (OPEN_PATHS.has(path) || bearerMatches(req.headers.authorization, token)) return;
+      if (OPEN_PATHS.has(path) || DASHBOARD_OPEN_PATHS.has(path)) return;
+      // The dashboard's session cookie stands for the token: EventSource cannot send a header.
+      if (bearerMatches(req.headers.authorization, token) || sessionMatches(req.headers.cookie, token)) return;
       unauthorized.inc();
       deps.log.warn({ remote: req.ip, path }, 'admin request without the right token');
       return reply.code(401).header('www-authenticate', 'Bearer realm="meshd"').send({ error: 'unauthorized: send Authorization: Bearer <token>' });
@@ -102,6 +109,7 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
   app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.certs, deps.acme, deps.discoveryError()));
+  await registerDashboard(app, { ...deps, onRefused: () => unauthorized.inc() });
   await app.listen({ host, port });
   return app;
 }

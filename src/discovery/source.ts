@@ -23,6 +23,8 @@ export interface Source {
   role: 'file' | 'manager' | 'worker';
   /** Where this instance sends ACME certificates and waits for tokens to be answered; none without followers. */
   peers?: AcmePeers | undefined;
+  /** On a worker, the manager instance followed now, if any. */
+  following?: () => string | undefined;
   stop(): Promise<void>;
 }
 
@@ -123,7 +125,7 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       follower.reportTaskFailed(task).catch((err: unknown) => log.warn({ task, err: (err as Error).message }, 'cannot tell the manager about a failed task'));
     });
     watcher.start();
-    return { role, stop: async () => { watcher.stop(); follower.stop(); } };
+    return { role, following: () => follower.current, stop: async () => { watcher.stop(); follower.stop(); } };
   }
 
   let swarm: SwarmDiscovery | undefined;
