@@ -1,6 +1,7 @@
 // Prometheus metrics. Hot-path counters live as plain numbers on the table's
 // backends and in ProxyStats; they are read here only when /metrics is scraped.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { BUCKETS, type Histogram } from '../table/latency.js';
 import type { ProxyStats } from '../proxy/context.js';
 import type { Table } from '../table/table.js';
 import type { AcmeCoordinator } from '../tls/acme-coordinator.js';
@@ -11,6 +12,36 @@ export interface Metrics {
   discoveryErrors: Counter<'provider'>;
   acmePeerErrors: Counter;
   tableUpdates: Counter;
+}
+
+type RouteOf<T> = T extends Map<string, infer R> ? R : never;
+
+/**
+ * A Prometheus histogram read from the counts the proxy keeps on each route
+ * (src/table/latency.ts): prom-client's own Histogram would cost a label lookup
+ * per request on the hot path.
+ */
+function latencyMetric(name: string, help: string, table: Table, pick: (r: RouteOf<Table['routes']>) => Histogram): Metric {
+  return {
+    name, help, type: 'histogram', aggregator: 'sum',
+    get() {
+      const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+      for (const r of table.routes.values()) {
+        if (r.spec.mode === 'tcp') continue;
+        const h = pick(r);
+        const labels = { route: r.spec.name, port: String(r.spec.port) };
+        let cumulative = 0;
+        for (let i = 0; i < BUCKETS.length; i++) {
+          cumulative += h.counts[i]!;
+          values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: BUCKETS[i]! }, value: cumulative });
+        }
+        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: h.count });
+        values.push({ metricName: `${name}_sum`, labels, value: h.sum });
+        values.push({ metricName: `${name}_count`, labels, value: h.count });
+      }
+      return { name, help, type: 'histogram', aggregator: 'sum', values };
+    },
+  } as unknown as Metric;
 }
 
 export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore, acme?: AcmeCoordinator): Metrics {
@@ -83,6 +114,8 @@ export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore,
       this.set(stats.connections);
     },
   });
+  registry.registerMetric(latencyMetric('meshd_request_duration_seconds', 'L7: time from a request to the end of its answer, per route.', table, (r) => r.latency.total));
+  registry.registerMetric(latencyMetric('meshd_upstream_response_seconds', 'L7: time from sending a request to a backend to its response head, per route.', table, (r) => r.latency.upstream));
   new Gauge({
     name: 'meshd_table_version', help: 'Version of the routing table in force (increments on each change).', registers: [registry],
     collect() {

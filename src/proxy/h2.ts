@@ -119,11 +119,12 @@ function requestFor(stream: http2.ServerHttp2Stream, raw: string[], ip: string):
 
 /** One request on its way through one backend, answered on an HTTP/2 stream. */
 class Forward extends ProxiedRequest {
-  constructor(ctx: ProxyContext, route: Route, b: Backend, readonly stream: http2.ServerHttp2Stream, readonly req: Request, retried: boolean) {
-    super(ctx, route, b, req.method, req.hasBody, retried);
+  constructor(ctx: ProxyContext, route: Route, b: Backend, readonly stream: http2.ServerHttp2Stream, readonly req: Request, retried: boolean, started: number) {
+    super(ctx, route, b, req.method, req.hasBody, retried, started);
   }
 
   onHead(status: number, _reason: string, headers: string[]): void {
+    this.headArrived();
     if (this.done || this.stream.destroyed) return;
     try {
       const out = responseHeaders(status, headers);
@@ -153,7 +154,7 @@ class Forward extends ProxiedRequest {
   }
 
   protected retry(): void {
-    forward(this.ctx, this.route, this.stream, this.req, this.b);
+    forward(this.ctx, this.route, this.stream, this.req, this.started, this.b);
   }
 
   protected fail(code: ErrorCode): void {
@@ -161,12 +162,12 @@ class Forward extends ProxiedRequest {
   }
 }
 
-function forward(ctx: ProxyContext, route: Route, stream: http2.ServerHttp2Stream, req: Request, failed?: Backend): void {
+function forward(ctx: ProxyContext, route: Route, stream: http2.ServerHttp2Stream, req: Request, started: number, failed?: Backend): void {
   const b = route.pick(failed);
   if (!b) return reply(ctx, stream, failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND');
   b.active++;
   b.requests++;
-  const handler = new Forward(ctx, route, b, stream, req, failed !== undefined);
+  const handler = new Forward(ctx, route, b, stream, req, failed !== undefined, started);
   stream.once('close', () => handler.cancel());
   handler.abort = poolFor(ctx, b).dispatch({ method: req.method, head: req.head, body: req.hasBody ? stream : null, chunked: req.chunked, sink: handler });
 }
@@ -231,7 +232,7 @@ export function createH2Front(ctx: ProxyContext, port: number): H2Front {
       const route = routeFor(ctx, port, req.host);
       if (!route) return reply(ctx, stream, 'NO_ROUTE');
       if (!admitToRoute(ctx, route, stream)) return reply(ctx, stream, 'ROUTE_AT_CAPACITY');
-      forward(ctx, route, stream, req);
+      forward(ctx, route, stream, req, performance.now());
     });
   });
 

@@ -151,11 +151,12 @@ export function routeFor(ctx: ProxyContext, port: number, host: string | undefin
 
 /** One request on its way through one backend, answered on an HTTP/1.1 response. */
 class Forward extends ProxiedRequest {
-  constructor(ctx: ProxyContext, route: Route, b: Backend, readonly req: http.IncomingMessage, readonly res: http.ServerResponse, readonly rh: RequestHead, hasBody: boolean, retried: boolean) {
-    super(ctx, route, b, req.method!, hasBody, retried);
+  constructor(ctx: ProxyContext, route: Route, b: Backend, readonly req: http.IncomingMessage, readonly res: http.ServerResponse, readonly rh: RequestHead, hasBody: boolean, retried: boolean, started: number) {
+    super(ctx, route, b, req.method!, hasBody, retried, started);
   }
 
   onHead(status: number, reason: string, headers: string[]): void {
+    this.headArrived();
     if (this.done) return;
     const out = responseHeaders(headers);
     const hsts = this.route.spec.hsts;
@@ -177,7 +178,7 @@ class Forward extends ProxiedRequest {
   }
 
   protected retry(): void {
-    forward(this.ctx, this.route, this.req, this.res, this.rh, this.b);
+    forward(this.ctx, this.route, this.req, this.res, this.rh, this.started, this.b);
   }
 
   protected fail(code: ErrorCode): void {
@@ -195,7 +196,7 @@ function requestHead(req: http.IncomingMessage, rh: RequestHead, b: Backend, chu
   return head + '\r\n';
 }
 
-function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, rh: RequestHead, failed?: Backend): void {
+function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, rh: RequestHead, started: number, failed?: Backend): void {
   const b = route.pick(failed);
   // On a retry with no other backend left, the failure the client should hear of is the first one.
   if (!b) return reply(ctx, res, failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND');
@@ -203,7 +204,7 @@ function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res
   b.requests++;
   const chunked = rh.length === undefined && rh.chunked;
   const hasBody = chunked || (rh.length !== undefined && rh.length !== '0');
-  const handler = new Forward(ctx, route, b, req, res, rh, hasBody, failed !== undefined);
+  const handler = new Forward(ctx, route, b, req, res, rh, hasBody, failed !== undefined, started);
   (res as TrackedResponse)[EXCHANGE] = handler;
   handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(req, rh, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
 }
@@ -306,6 +307,7 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     socket.destroy();
   });
   const serve: Serve = (req, res) => {
+    const started = performance.now();
     // A request meshd and its backend could read differently is refused, and its connection closed.
     const problem = checkRequest(req);
     if (problem) {
@@ -331,7 +333,7 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
       return void res.end();
     }
     if (!admitToRoute(ctx, route, res)) return reply(ctx, res, 'ROUTE_AT_CAPACITY');
-    forward(ctx, route, req, res, rh);
+    forward(ctx, route, req, res, rh, started);
   };
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => serially(ctx, req, res, serve));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -12,6 +12,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 export abstract class ProxiedRequest implements Sink {
   #done = false;
+  readonly #dispatched = performance.now();
   abort: (() => void) | undefined;
 
   constructor(
@@ -21,7 +22,14 @@ export abstract class ProxiedRequest implements Sink {
     readonly method: string,
     readonly hasBody: boolean,
     readonly retried: boolean,
+    /** performance.now() when the client's request arrived (before any retry). */
+    readonly started: number,
   ) {}
+
+  /** Subclasses call it as the backend's head arrives. */
+  protected headArrived(): void {
+    this.route.latency.upstream.observe((performance.now() - this.#dispatched) / 1000);
+  }
 
   /** The client has gone (or will take nothing more), so errors are not answered. */
   protected abstract clientGone(): boolean;
@@ -54,6 +62,7 @@ export abstract class ProxiedRequest implements Sink {
     this.finish();
     reportSuccess(this.b);
     this.end();
+    this.route.latency.total.observe((performance.now() - this.started) / 1000);
   }
 
   onError(err: NodeJS.ErrnoException, sent: boolean): void {

@@ -3,6 +3,7 @@
 // stay keep their state; removed ones drain. Picks are O(1) round-robin over the
 // backends that every health source agrees on.
 import { EventEmitter } from 'node:events';
+import { RouteLatency } from './latency.js';
 import type { BackendSpec, Mode, RouteSpec, RoutingTable, Notice } from './spec.js';
 
 /** Something a backend holds open (an upstream pool, a piped socket) and must close when retired. */
@@ -147,6 +148,8 @@ export class Route {
   /** Eligible backends in a stable order; rebuilt only when a flag changes. */
   #eligible: Backend[] = [];
   #next = 0;
+  /** L7 request durations. */
+  readonly latency = new RouteLatency();
   /** Client connections (L4) or in-flight requests (L7) held by this route; counted only when it has a limit. */
   held = 0;
 
