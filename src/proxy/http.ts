@@ -218,10 +218,7 @@ function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, cli
       for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
       return head.length ? Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]) : text + '\r\n';
     },
-    giveUp: (code) => {
-      const status = code === 'NO_HEALTHY_BACKEND' ? '503 Service Unavailable' : '502 Bad Gateway';
-      client.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain\r\n\r\n${errorBody(code)}`);
-    },
+    giveUp: (code) => client.end(rawErrorResponse(code)),
   });
 }
 
@@ -348,7 +345,7 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     const route = routeFor(ctx, port, req.headers.host);
     if (!route) {
       ctx.stats.count('NO_ROUTE');
-      socket.end(`HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n${errorBody('NO_ROUTE')}`);
+      socket.end(rawErrorResponse('NO_ROUTE'));
       return;
     }
     if (route.spec.redirectHttps !== undefined) {
