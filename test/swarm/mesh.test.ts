@@ -56,7 +56,11 @@ describe('meshd on a 3-node swarm', () => {
       60_000, `meshd ready on ${node.addr}`)));
     figures.managerFirstTableMs = readyAt[0]! - deployedAt;
     figures.workerFirstTableLagMs = Object.fromEntries(readyAt.slice(1).map((at, i) => [`node${i + 2}`, at - readyAt[0]!]));
-    figures.workerStartup = await workerStartup();
+    // The workers' log lines reach the manager's `service logs` a moment later.
+    figures.workerStartup = await waitFor(async () => {
+      const found = await workerStartup();
+      return Object.keys(found).length === 2 ? found : undefined;
+    }, 15_000, 'every worker\'s start in the service logs').catch((err: Error) => err.message);
     figures.setupSeconds = Math.round((Date.now() - t0) / 1000);
   });
 
@@ -297,6 +301,8 @@ describe('meshd on a 3-node swarm', () => {
     await createApp('rolling', '--replicas', '4', '--update-order', 'start-first', '--update-parallelism', '1', '--update-delay', '1s', '--stop-grace-period', '10s',
       '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=rolling.test');
     await everyNodeFollows('rolling', 4, 60_000);
+    // Probes gate new tasks: load before they pass would meet a route with nothing in rotation yet.
+    await allActive('rolling', 4);
     const load = runLoad({ host: lab.nodes[1]!.addr, port: 80, hostHeader: 'rolling.test', rate: 200, durationMs: 20_000 });
     await new Promise((r) => setTimeout(r, 1000));
     await docker(manager, 'service', 'update', '--detach', '--no-resolve-image', '--image', 'meshlab/whoami:v2', 'rolling');
@@ -310,6 +316,7 @@ describe('meshd on a 3-node swarm', () => {
   scenario('keeps requests succeeding when a task\'s container is killed and when a worker node stops', async () => {
     await createApp('victims', '--replicas', '4', '--label', 'meshd.publish=80:80/http', '--label', 'meshd.hosts=victims.test');
     await everyNodeFollows('victims', 4, 60_000);
+    await allActive('victims', 4);
     const [victim] = await runningTasks('victims');
     const [nodeId, container] = (await docker(manager, 'inspect', '--format', '{{.NodeID}} {{.Status.ContainerStatus.ContainerID}}', victim!)).split(' ');
     const hostname = await docker(manager, 'node', 'inspect', '--format', '{{.Description.Hostname}}', nodeId!);
@@ -326,6 +333,7 @@ describe('meshd on a 3-node swarm', () => {
     figures.taskKill = { sent: result.sent, ok: result.ok, failed: result.failures };
     assert.ok(result.failures.length <= 5, `failures: ${summarize(result.failures)}`);
     await everyNodeFollows('victims', 4, 60_000);
+    await allActive('victims', 4);
 
     // Node loss: node3's engine stops (its containers and its meshd with it).
     const nodeLoad = runLoad({ host: manager.addr, port: 80, hostHeader: 'victims.test', rate: 100, durationMs: 10_000 });
