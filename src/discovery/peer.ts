@@ -230,6 +230,13 @@ export interface PeerFollowerOptions {
   /** `tasks.<service>` DNS name, or a fixed list of host:port. */
   peers: string | string[];
   port: number;
+  /**
+   * Hosts tried after the DNS name's answers (at `port`): the managers' node
+   * addresses, where the stack publishes the peer port. Swarm's DNS knows a new
+   * node's `tasks.<service>` only seconds after its task starts; the node's own
+   * engine knows the managers at once.
+   */
+  fallbackHosts?: () => Promise<string[]>;
   token: string;
   log: Logger;
   onSnapshot: (snapshot: SwarmSnapshot) => void;
@@ -261,29 +268,33 @@ export class PeerFollower {
     void this.#loop();
   }
 
+  /** Where to look, in order; a DNS failure is reported and the fallback hosts are still tried. */
   async #candidates(starting: boolean): Promise<string[]> {
     const p = this.#o.peers;
     if (Array.isArray(p)) return p;
     const resolver = starting ? this.#startDns : dns;
     // A name with no IPv4 address may have IPv6 ones; a name not found or timed out has neither.
-    const ips = await resolver.resolve4(p).catch((err: NodeJS.ErrnoException) => {
+    const found = await resolver.resolve4(p).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENODATA') return resolver.resolve6(p);
       throw err;
+    }).catch((err: unknown) => {
+      this.#o.onError(err);
+      return [];
     });
-    return ips.sort().map((ip) => `${ip.includes(':') ? `[${ip}]` : ip}:${this.#o.port}`);
+    const fallback = await this.#o.fallbackHosts?.().catch((err: unknown) => {
+      this.#o.onError(err);
+      return [];
+    }) ?? [];
+    const withPort = (host: string) => `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${this.#o.port}`;
+    return [...found.sort(), ...fallback].map(withPort);
   }
 
   async #loop(): Promise<void> {
     const startedAt = Date.now();
     const starting = () => !this.#hadSnapshot && Date.now() - startedAt < START_WINDOW_MS;
     while (!this.#stopped) {
-      let peers: string[] = [];
-      try {
-        peers = await this.#candidates(starting());
-        if (peers.length === 0) throw new Error(`no peer found for ${String(this.#o.peers)}`);
-      } catch (err) {
-        this.#o.onError(err);
-      }
+      const peers = await this.#candidates(starting());
+      if (peers.length === 0) this.#o.onError(new Error(`no peer found for ${String(this.#o.peers)}`));
       for (const peer of peers) {
         if (this.#stopped) return;
         try {

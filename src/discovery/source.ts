@@ -117,7 +117,11 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       ? config.peers.split(',').map((p) => p.trim())
       : config.peers ?? (self.service ? `tasks.${self.service}` : undefined);
     if (!peers) throw new SourceError('--peers: a worker outside a swarm service must be told where manager instances are');
-    const follower = new PeerFollower({ peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError, ...(acme ? { acme: acmeLines(acme) } : {}) });
+    const follower = new PeerFollower({
+      peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError,
+      ...(typeof peers === 'string' ? { fallbackHosts: async () => (await engineInfo(docker)).managers } : {}),
+      ...(acme ? { acme: acmeLines(acme) } : {}),
+    });
     follower.start();
     acme?.onOrdering(false);
     const watcher = new ContainerWatcher(docker, log, (task, reason) => {

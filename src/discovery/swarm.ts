@@ -21,15 +21,20 @@ export function dockerFromHost(dockerHost: string): DockerReader {
   throw new Error(`unsupported Docker host ${dockerHost}: use unix:///path or tcp://host:port`);
 }
 
-/** The engine's role (managers list services and tasks; workers' engines refuse to) and its own swarm node ID. */
-export async function engineInfo(docker: DockerReader): Promise<{ role: 'manager' | 'worker'; nodeId: string | undefined }> {
-  const info = await docker.info() as { Swarm?: { ControlAvailable?: boolean; LocalNodeState?: string; NodeID?: string } };
-  const role = info.Swarm?.LocalNodeState === 'active' && !info.Swarm.ControlAvailable ? 'worker' : 'manager';
-  return { role, nodeId: info.Swarm?.NodeID || undefined };
+export interface EngineInfo {
+  role: 'manager' | 'worker';
+  nodeId: string | undefined;
+  /** Hosts of the swarm's managers as this engine knows them (`Swarm.RemoteManagers`), workers' engines included. */
+  managers: string[];
 }
 
-export async function detectRole(docker: DockerReader): Promise<'manager' | 'worker'> {
-  return (await engineInfo(docker)).role;
+/** The engine's role (managers list services and tasks; workers' engines refuse to), its swarm node ID and the managers' hosts. */
+export async function engineInfo(docker: DockerReader): Promise<EngineInfo> {
+  const info = await docker.info() as { Swarm?: { ControlAvailable?: boolean; LocalNodeState?: string; NodeID?: string; RemoteManagers?: { Addr?: string }[] | null } };
+  const role = info.Swarm?.LocalNodeState === 'active' && !info.Swarm.ControlAvailable ? 'worker' : 'manager';
+  // Addr is HOST:PORT of the swarm's control port, `[v6]:2377` for IPv6.
+  const managers = (info.Swarm?.RemoteManagers ?? []).map((m) => /^(.+):\d+$/.exec(m.Addr ?? '')?.[1]).filter((h): h is string => !!h);
+  return { role, nodeId: info.Swarm?.NodeID || undefined, managers: [...new Set(managers)].sort() };
 }
 
 export interface SwarmDiscoveryOptions {

@@ -156,6 +156,40 @@ describe('peers', () => {
     assert.equal(seen[2]!.tasks.length, 1);
   });
 
+  it('follows a manager at the node addresses its engine names while swarm DNS does not know the name yet', async () => {
+    const swarmDns = await fakeSwarmDns();
+    const servers0 = dns.getServers();
+    dns.setServers([`127.0.0.1:${swarmDns.port}`]);
+    try {
+      const port = await freePort();
+      const manager = new PeerServer(TOKEN, silentLogger());
+      servers.push(manager);
+      await manager.listen('127.0.0.1', port);
+      manager.publish(snapshot(2));
+      const start = (fallback?: string[]) => {
+        const seen: SwarmSnapshot[] = [];
+        const follower = new PeerFollower({
+          peers: 'tasks.meshd.test', port, token: TOKEN, log: silentLogger(), onSnapshot: (s) => seen.push(s), onError: () => undefined,
+          ...(fallback ? { fallbackHosts: async () => fallback } : {}),
+        });
+        followers.push(follower);
+        follower.start();
+        return { follower, seen };
+      };
+      const dnsOnly = start();
+      // A dead address first: the next one is still tried.
+      const withEngine = start(['127.0.0.2', '127.0.0.1']);
+      await waitFor(() => withEngine.seen.length === 1, 3000, 'a snapshot through the engine\'s manager addresses');
+      assert.equal(withEngine.follower.current, `127.0.0.1:${port}`);
+      await sleep(500);
+      assert.equal(dnsOnly.seen.length, 0, 'without them, nothing until DNS knows the name');
+      dnsOnly.follower.stop();
+    } finally {
+      dns.setServers(servers0);
+      swarmDns.close();
+    }
+  });
+
   it('follows a manager within moments of it listening when started before it, then retries at the normal delay once it had a table', async () => {
     const swarmDns = await fakeSwarmDns();
     const servers0 = dns.getServers();
