@@ -7,46 +7,17 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type tls from 'node:tls';
 import { createLogger } from '../../src/core/log.js';
 import { TestMeshd, type FileRoute } from '../support/meshd.js';
 import { Backend, freePort, get, waitFor } from '../support/net.js';
-import { startPebble, type Pebble } from '../support/pebble.js';
+import { httpsServed, startPebble, type Pebble, type Served } from '../support/pebble.js';
+
+const served = (port: number, host: string, ca: string) => httpsServed('127.0.0.1', port, host, ca);
 
 const VALIDITY_S = 60;
-
-interface Served {
-  status: number;
-  body: string;
-  /** The leaf and the chain the server sent, as node verified them against `ca`. */
-  leaf: X509Certificate;
-  chain: X509Certificate[];
-}
-
-/** GET https://a.test/ on meshd's port, trusting `ca` only: the handshake fails unless the chain leads to it and names `host`. */
-function httpsGet(port: number, host: string, ca: string): Promise<Served> {
-  return new Promise((resolve, reject) => {
-    const req = https.get({ host: '127.0.0.1', port, path: '/', servername: host, ca, agent: false, headers: { host } }, (res) => {
-      const socket = res.socket as tls.TLSSocket;
-      const chain: X509Certificate[] = [];
-      for (let c = socket.getPeerCertificate(true); c?.raw; c = c.issuerCertificate) {
-        const x = new X509Certificate(c.raw);
-        if (chain.some((y) => y.fingerprint256 === x.fingerprint256)) break;
-        chain.push(x);
-      }
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode!, body, leaf: chain[0]!, chain }));
-    });
-    req.setTimeout(5000, () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-  });
-}
 
 async function metric(adminPort: number, name: string, labels: string): Promise<number> {
   const text = (await get(adminPort, '/metrics')).body;
@@ -115,7 +86,7 @@ describe('meshd with ACME against pebble', { timeout: 180_000 }, () => {
       throw new Error(`${err.message}; status ${JSON.stringify(await acmeStatus(meshd.adminPort))}\n${pebble.output().slice(-2000)}`);
     });
 
-    first = await httpsGet(httpsPort, 'a.test', root);
+    first = await served(httpsPort, 'a.test', root);
     assert.equal(first.status, 200);
     assert.equal(first.body, 'web');
     assert.deepEqual(first.leaf.subjectAltName, 'DNS:a.test');
@@ -146,7 +117,7 @@ describe('meshd with ACME against pebble', { timeout: 180_000 }, () => {
       const s = await acmeStatus(meshd.adminPort);
       return s.state === 'valid' ? s : undefined;
     }, 5000, 'the stored certificate');
-    const again = await httpsGet(httpsPort, 'a.test', root);
+    const again = await served(httpsPort, 'a.test', root);
     assert.equal(again.leaf.fingerprint256, first.leaf.fingerprint256);
     assert.equal(again.body, 'web');
     assert.equal(valid.notAfter, new Date(first.leaf.validTo).toISOString());
@@ -157,7 +128,7 @@ describe('meshd with ACME against pebble', { timeout: 180_000 }, () => {
     const from = Date.parse(first.leaf.validFrom);
     const renewAt = from + Math.floor((Date.parse(first.leaf.validTo) - from) * 2 / 3);
     const renewed = await waitFor(async () => {
-      const s = await httpsGet(httpsPort, 'a.test', root);
+      const s = await served(httpsPort, 'a.test', root);
       return s.leaf.fingerprint256 !== first.leaf.fingerprint256 ? s : undefined;
     }, Math.max(0, renewAt - Date.now()) + 25_000, 'a renewed certificate served');
     assert.ok(Date.now() >= renewAt - 1000, 'not before the renewal point');

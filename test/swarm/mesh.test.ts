@@ -5,10 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import { get, waitFor } from '../support/net.js';
+import { httpsServed, startPebble, type Pebble } from '../support/pebble.js';
 import { docker, labDown, labImages, labUp, type Lab, type LabNode } from './lab.js';
 import { runLoad } from './load.js';
 
@@ -35,6 +38,7 @@ interface RouteView {
 describe('meshd on a 3-node swarm', () => {
   let lab: Lab;
   let manager: LabNode;
+  let pebble: Pebble | undefined;
   const figures: Record<string, unknown> = {};
   const t0 = Date.now();
 
@@ -42,13 +46,20 @@ describe('meshd on a 3-node swarm', () => {
     lab = labUp(3);
     manager = lab.nodes[0]!;
     labImages();
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn('docker', ['-H', `unix://${manager.sock}`, 'secret', 'create', 'meshd_token', '-']);
-      child.stdin.end('lab-token-0123456789\n');
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`secret create exited ${code}`))));
-    });
+    // A real ACME CA on this namespace's lab address; every name resolves to node2, a worker, so its
+    // meshd (which does not order) must answer the challenge.
+    pebble = await startPebble({ httpPort: 80, host: CLIENT_ADDR, answer: lab.nodes[1]!.addr });
+    await secret('meshd_token', 'lab-token-0123456789\n');
+    await secret('pebble_ca', fs.readFileSync(pebble.caFile, 'utf8'));
+    // deploy/stack.yml as shipped, plus the ACME settings that point at pebble.
+    const stack = YAML.parse(fs.readFileSync(path.join(REPO, 'deploy/stack.yml'), 'utf8')) as { services: { meshd: { environment?: Record<string, string>; secrets: string[] } }; secrets: Record<string, unknown> };
+    stack.services.meshd.environment = { MESHD_ACME_EMAIL: 'ops@acme.test', MESHD_ACME_DIRECTORY: pebble.directoryUrl, MESHD_ACME_CA_FILE: '/run/secrets/pebble_ca' };
+    stack.services.meshd.secrets.push('pebble_ca');
+    stack.secrets.pebble_ca = { external: true };
+    const stackFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-stack-')), 'stack.yml');
+    fs.writeFileSync(stackFile, YAML.stringify(stack));
     const deployedAt = Date.now();
-    await docker(manager, 'stack', 'deploy', '-c', path.join(REPO, 'deploy/stack.yml'), 'meshd');
+    await docker(manager, 'stack', 'deploy', '-c', stackFile, 'meshd');
     // When each node's meshd first has a table. The manager's instance publishes
     // its first snapshot to workers at the moment it applies it itself, so a
     // worker's lag behind it is the time it took to find and follow it.
@@ -64,7 +75,16 @@ describe('meshd on a 3-node swarm', () => {
     figures.setupSeconds = Math.round((Date.now() - t0) / 1000);
   });
 
+  function secret(name: string, value: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const child = spawn('docker', ['-H', `unix://${manager.sock}`, 'secret', 'create', name, '-']);
+      child.stdin.end(value);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`secret create ${name} exited ${code}`))));
+    });
+  }
+
   after(() => {
+    pebble?.stop();
     process.stdout.write(`# swarm figures: ${JSON.stringify({ ...figures, totalSeconds: Math.round((Date.now() - t0) / 1000) })}\n`);
     labDown();
   });
@@ -231,6 +251,34 @@ describe('meshd on a 3-node swarm', () => {
     assert.deepEqual(counts, counts.map((_, i) => first.count + i), 'one count, whichever node and replica answered');
     assert.equal(answeredBy.size, 2, 'both replicas answered');
     await docker(manager, 'service', 'rm', 'counter', 'redis');
+  });
+
+  scenario('orders a certificate once, on the leader\'s meshd, has a worker answer the challenge, and serves it on every node', async () => {
+    const issued = async (node: LabNode) => Number(/^meshd_acme_orders_total\{result="issued"\} (\d+)$/m.exec((await get(9900, '/metrics', {}, false, node.addr)).body)?.[1] ?? NaN);
+    await createApp('secure', '--replicas', '2', '--label', 'meshd.publish=80:80/http,443:80/https', '--label', 'meshd.hosts=acme.test',
+      '--label', 'meshd.tls=acme', '--label', 'meshd.redirect=https');
+    await everyNodeFollows('secure', 2, 60_000);
+    const orderedAt = Date.now();
+    const root = await pebble!.root();
+    // The https handshake fails until the certificate has reached that node.
+    const served = [];
+    for (const node of lab.nodes) served.push(await waitFor(() => httpsServed(node.addr, 443, 'acme.test', root), 60_000, `acme.test's certificate on ${node.addr}`));
+    figures.acmeIssuedEverywhereMs = Date.now() - orderedAt;
+    const [first] = served;
+    assert.equal(first!.leaf.subjectAltName, 'DNS:acme.test');
+    for (const s of served) {
+      assert.equal(s.leaf.fingerprint256, first!.leaf.fingerprint256, 'the same certificate on every node');
+      assert.equal(s.status, 200, 'the backend answers over https');
+      assert.ok(s.chain.length >= 2, 'leaf and intermediate are sent');
+    }
+    assert.deepEqual(await Promise.all(lab.nodes.map(issued)), [1, 0, 0], 'one order, by the leader\'s instance');
+    // Plain HTTP on the route redirects, on every node; the challenge path was answered before that rule by node2.
+    for (const node of lab.nodes) {
+      const r = await get(80, '/p?q=1', { host: 'acme.test' }, false, node.addr);
+      assert.equal(r.status, 308);
+      assert.equal(r.headers.location, 'https://acme.test/p?q=1');
+    }
+    await docker(manager, 'service', 'rm', 'secure');
   });
 
   scenario('sends nothing to a task before its HEALTHCHECK passes, and ejects a replica that fails its probe on every node', async () => {
