@@ -12,6 +12,7 @@ export interface Config {
   routes: string | undefined;
   dockerHost: string;
   network: string | undefined;
+  domain: string | undefined;
   resyncInterval: number;
   taskPollInterval: number;
   listenHost: string;
@@ -60,6 +61,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'peer-token-file': { key: 'peerTokenFile', kind: 'string', default: '/run/secrets/meshd_token', help: 'shared token that authenticates peers (a Docker secret)' },
   'docker-host': { key: 'dockerHost', kind: 'string', default: process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock', help: 'Docker Engine API address (unix:///path or tcp://host:port); read with GET only' },
   network: { key: 'network', kind: 'string', help: 'network on which to reach tasks (default: any network meshd shares with the task)' },
+  domain: { key: 'domain', kind: 'string', help: 'HTTP routes without meshd.hosts answer <service>.DOMAIN, and <service without its stack prefix>.DOMAIN' },
   'resync-interval': { key: 'resyncInterval', kind: 'duration', default: '10s', help: 'full re-list of services, nodes and networks' },
   'task-poll-interval': { key: 'taskPollInterval', kind: 'duration', default: '1s', help: 'task re-list (the engine emits no task events)' },
   'listen-host': { key: 'listenHost', kind: 'string', default: '0.0.0.0', help: 'address the published ports listen on' },

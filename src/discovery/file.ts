@@ -6,8 +6,9 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
-import { routeHealth } from '../table/compile.js';
-import { MAX_ROUTE_CONNECTIONS, parseRedirect, validHsts } from '../table/labels.js';
+import { PortClaims, routeHealth } from '../table/compile.js';
+import { isBalance, MAX_ROUTE_CONNECTIONS, normalizePath, parseRedirect, parseSticky, validHsts } from '../table/labels.js';
+import { BALANCES } from '../table/spec.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable, TlsFiles } from '../table/spec.js';
 
 class RoutesFileError extends Error {
@@ -68,7 +69,38 @@ function health(v: unknown, where: string): Partial<HealthSpec> {
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts', 'tls']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'paths', 'stripPrefix', 'lb', 'sticky', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts', 'tls']);
+
+/** `paths`, `stripPrefix`, `lb` and `sticky`: how a route matches requests and picks backends. */
+function routing(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'paths' | 'stripPrefix' | 'lb' | 'sticky'> {
+  const out: Pick<RouteSpec, 'paths' | 'stripPrefix' | 'lb' | 'sticky'> = {};
+  if (r.paths !== undefined) {
+    if (!Array.isArray(r.paths) || r.paths.length === 0) throw new RoutesFileError(`${where}.paths: must be a list of path prefixes such as /api`);
+    if (mode === 'tcp') throw new RoutesFileError(`${where}.paths: only for mode http or https`);
+    const paths = r.paths.map((p: unknown, j: number) => {
+      const path = typeof p === 'string' ? normalizePath(p) : undefined;
+      if (path === undefined) throw new RoutesFileError(`${where}.paths[${j}]: ${JSON.stringify(p)} is not a path prefix such as /api`);
+      return path;
+    });
+    out.paths = [...new Set(paths)];
+  }
+  if (r.stripPrefix !== undefined) {
+    if (typeof r.stripPrefix !== 'boolean') throw new RoutesFileError(`${where}.stripPrefix: must be true or false`);
+    if (r.stripPrefix && !out.paths) throw new RoutesFileError(`${where}.stripPrefix: needs paths, the prefixes to strip`);
+    if (r.stripPrefix) out.stripPrefix = true;
+  }
+  if (r.lb !== undefined) {
+    if (typeof r.lb !== 'string' || !isBalance(r.lb)) throw new RoutesFileError(`${where}.lb: must be one of ${BALANCES.join(', ')}`);
+    if (r.lb !== 'round-robin') out.lb = r.lb;
+  }
+  if (r.sticky !== undefined) {
+    const cookie = typeof r.sticky === 'string' ? parseSticky(r.sticky) : undefined;
+    if (cookie === undefined) throw new RoutesFileError(`${where}.sticky: must be cookie or cookie:NAME`);
+    if (mode === 'tcp') throw new RoutesFileError(`${where}.sticky: only for mode http or https`);
+    out.sticky = { cookie };
+  }
+  return out;
+}
 
 /** Pure: a parsed routes document → a routing table, or a RoutesFileError naming the first mistake. */
 export function routesFromDocument(doc: unknown, defaults: CompileDefaults): RoutingTable {
@@ -96,6 +128,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
       mode,
       port: port(r.publish, `${where}.publish`),
       hosts: (hosts as string[]).map((h) => h.toLowerCase()),
+      ...routing(r, mode, where),
       health: routeHealth(defaults.health, health(r.health, `${where}.health`), 'health.timeout', problems),
       backends,
       proxyProtocol: r.proxyProtocol === true,
@@ -105,12 +138,10 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
       problems,
     });
   });
-  for (const a of routes) {
-    for (const b of routes) {
-      if (a === b || a.port !== b.port) continue;
-      const clash = a.mode !== b.mode || a.mode === 'tcp' || (a.hosts.length === 0 && b.hosts.length === 0) || a.hosts.some((h) => b.hosts.includes(h));
-      if (clash) throw new RoutesFileError(`routes ${a.name} and ${b.name} both claim port ${a.port}; L7 routes may share a port only with distinct hosts`);
-    }
+  const claims = new PortClaims();
+  for (const route of routes) {
+    const clash = claims.claim(route);
+    if (clash) throw new RoutesFileError(`routes[${routes.indexOf(route)}] (${route.name}): ${clash}; L7 routes may share a port only with distinct hosts or paths`);
   }
   routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
   const tls = tlsFromDocument(doc);

@@ -2,8 +2,8 @@
 // no clock; the same snapshot always gives the same table. A malformed service
 // becomes a notice or a route problem and never blanks the rest of the table.
 import type { SwarmSnapshot, SwarmTask, SwarmService } from '../discovery/snapshot.js';
-import { parseLabels } from './labels.js';
-import type { BackendSpec, CompileDefaults, HealthSpec, Notice, RouteSpec, RoutingTable } from './spec.js';
+import { parseLabels, type ServiceLabels } from './labels.js';
+import type { BackendSpec, CompileDefaults, HealthSpec, Mode, Notice, RouteSpec, RoutingTable } from './spec.js';
 
 export interface CompileOptions {
   defaults: CompileDefaults;
@@ -13,6 +13,17 @@ export interface CompileOptions {
   selfNetworks: string[];
   /** Whether this node has IPVS, which Docker's own routing mesh needs. */
   ipvs: boolean;
+  /** --domain: HTTP routes without hosts answer `<service>.<domain>` (and without the stack prefix). */
+  domain?: string | undefined;
+}
+
+/** One way a service asks to be routed: its own meshd.* labels, or a set mapped from compatibility labels. */
+export interface RouteSet {
+  labels: ServiceLabels;
+  /** Added to the service name when a service has several sets: `web@api`. */
+  suffix?: string;
+  /** The labels or environment variables the set was made from. */
+  from?: string[];
 }
 
 const INGRESS = 'ingress';
@@ -68,14 +79,50 @@ function byCreation(a: SwarmService, b: SwarmService): number {
   return (a.CreatedAt ?? '').localeCompare(b.CreatedAt ?? '') || a.Spec.Name.localeCompare(b.Spec.Name);
 }
 
-/** Why `route` may not share its port with `other`, or undefined when it may. */
-function conflict(route: RouteSpec, other: RouteSpec): string | undefined {
-  if (route.mode !== other.mode) return `port ${route.port} is already served as ${other.mode} by ${other.name}`;
-  if (route.mode === 'tcp') return `port ${route.port} is already served by ${other.name} (an L4 port carries one service; use /http with meshd.hosts to share a port)`;
-  if (route.hosts.length === 0 && other.hosts.length === 0) return `port ${route.port} is already served by ${other.name} for any host; set meshd.hosts on both to share the port`;
-  const shared = route.hosts.find((h) => other.hosts.includes(h));
-  if (shared) return `host ${shared} on port ${route.port} is already served by ${other.name}`;
-  return undefined;
+/**
+ * Who holds what on each published port: an L4 port belongs to one route; an
+ * L7 port is shared by (host, path) pairs, where a route without hosts stands
+ * for any host and one without paths for every path. Checked with maps, so
+ * claiming n routes costs O(n), whatever the number on one port.
+ */
+export class PortClaims {
+  readonly #ports = new Map<number, { mode: Mode; owner: string; pairs: Map<string, string> }>();
+
+  /** Claims the route's pairs, or says why it may not share its port (and claims nothing). */
+  claim(route: Pick<RouteSpec, 'name' | 'mode' | 'port' | 'hosts' | 'paths'>): string | undefined {
+    const { port, mode, name } = route;
+    const held = this.#ports.get(port);
+    if (held && held.mode !== mode) return `port ${port} is already served as ${held.mode} by ${held.owner}`;
+    if (held && mode === 'tcp') return `port ${port} is already served by ${held.owner} (an L4 port carries one service; use /http with meshd.hosts to share a port)`;
+    const hosts = route.hosts.length ? route.hosts : ['*'];
+    const paths = route.paths?.length ? route.paths : [''];
+    const keys = hosts.flatMap((h) => paths.map((p) => `${h} ${p}`));
+    for (const key of keys) {
+      const other = held?.pairs.get(key);
+      if (other === undefined) continue;
+      const [host, path] = key.split(' ') as [string, string];
+      if (path) return `path ${path} of ${host === '*' ? 'any host' : `host ${host}`} on port ${port} is already served by ${other}`;
+      if (host === '*') return `port ${port} is already served by ${other} for any host; set meshd.hosts on both to share the port`;
+      return `host ${host} on port ${port} is already served by ${other}`;
+    }
+    const entry = held ?? { mode, owner: name, pairs: new Map<string, string>() };
+    for (const key of keys) entry.pairs.set(key, name);
+    this.#ports.set(port, entry);
+    return undefined;
+  }
+}
+
+/** `<service>.<domain>`, and without the stack's prefix (`demo_counter` → `counter.<domain>`) for stack services. */
+function domainHosts(service: SwarmService, domain: string): string[] {
+  const name = service.Spec.Name.toLowerCase();
+  const stack = service.Spec.Labels?.['com.docker.stack.namespace']?.toLowerCase();
+  const short = stack && name.startsWith(`${stack}_`) ? name.slice(stack.length + 1) : undefined;
+  return [...(short ? [`${short}.${domain}`] : []), `${name}.${domain}`];
+}
+
+/** The route sets of a service: its meshd.* labels. */
+function routeSets(service: SwarmService): RouteSet[] {
+  return [{ labels: parseLabels(service.Spec.Labels) }];
 }
 
 export function compile(snapshot: SwarmSnapshot, options: CompileOptions): RoutingTable {
@@ -94,12 +141,12 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
 
   const routes: RouteSpec[] = [];
   const notices: Notice[] = [];
-  const byPort = new Map<number, RouteSpec[]>();
+  const claims = new PortClaims();
 
   for (const service of [...snapshot.services].sort(byCreation)) {
-    const name = service.Spec.Name;
-    const labels = parseLabels(service.Spec.Labels);
+    const serviceName = service.Spec.Name;
 
+    const name = serviceName;
     for (const p of ingressPorts(service)) {
       const mesh = options.ipvs
         ? 'Docker\'s ingress routing mesh serves it, not meshd'
@@ -110,60 +157,72 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         message: `port ${p.published} is published the standard way (ingress mode): ${mesh}. To serve it with meshd, remove the published port and add the service label meshd.publish=${p.published}:${p.target} and the meshd network`,
       });
     }
-    if (labels.publish.length === 0) {
-      for (const problem of labels.problems) notices.push({ service: name, message: problem });
-      continue;
-    }
-
-    const routeProblems = [...labels.problems];
-    const health = routeHealth(options.defaults.health, labels.health, 'meshd.health.timeout', routeProblems);
-
-    for (const pub of labels.publish) {
-      const problems = [...routeProblems];
-      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
-      if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
-      if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
-      // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
-      const acme = labels.acme === true && pub.mode === 'https' && labels.hosts.length > 0;
-      if (labels.acme && pub.mode === 'https' && !labels.hosts.length) problems.push(`meshd.tls=acme needs meshd.hosts: without host names there is nothing to order a certificate for; port ${pub.published} is served with certificates from files`);
-      if (labels.acme && !labels.publish.some((other) => other.mode === 'https')) problems.push(`meshd.tls=acme applies to /https ports only; port ${pub.published} is ${pub.mode}`);
-      const backends: BackendSpec[] = [];
-      for (const task of tasksByService.get(service.ID) ?? []) {
-        const draining = isDraining(task);
-        if (!draining && !isServing(task)) continue;
-        const node = task.NodeID ? nodeNames.get(task.NodeID) : undefined;
-        const host = taskAddress(task, allowed, networkNames);
-        if (!host) {
-          problems.push(`task ${task.ID.slice(0, 12)}${node ? ` on ${node}` : ''} has no address on ${networkLabel}; attach the service to that network`);
-          continue;
-        }
-        backends.push({ id: task.ID, host, port: pub.target, ...(node ? { node } : {}), draining });
-      }
-      backends.sort((a, b) => a.id.localeCompare(b.id));
-      const route: RouteSpec = {
-        name,
-        mode: pub.mode,
-        port: pub.published,
-        hosts: pub.mode === 'tcp' ? [] : labels.hosts,
-        health,
-        backends,
-        proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
-        ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
-        ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
-        ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
-        ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
-        ...(acme ? { acme } : {}),
-        problems,
-      };
-      const sharing = byPort.get(route.port) ?? [];
-      const clash = sharing.map((other) => conflict(route, other)).find((c) => c !== undefined);
-      if (clash) {
-        notices.push({ service: name, port: route.port, message: `not served: ${clash}` });
+    for (const set of routeSets(service)) {
+      const name = set.suffix ? `${serviceName}@${set.suffix}` : serviceName;
+      const { labels } = set;
+      if (labels.publish.length === 0) {
+        for (const problem of labels.problems) notices.push({ service: name, message: problem });
         continue;
       }
-      sharing.push(route);
-      byPort.set(route.port, sharing);
-      routes.push(route);
+
+      const routeProblems = [...labels.problems];
+      const health = routeHealth(options.defaults.health, labels.health, 'meshd.health.timeout', routeProblems);
+
+      for (const pub of labels.publish) {
+        const problems = [...routeProblems];
+        if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
+        if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
+        if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
+        const l7 = pub.mode !== 'tcp';
+        const hosts = !l7 ? [] : labels.hosts.length || !options.domain ? labels.hosts : domainHosts(service, options.domain);
+        // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
+        const acme = labels.acme === true && pub.mode === 'https' && hosts.length > 0;
+        if (labels.acme && pub.mode === 'https' && !hosts.length) problems.push(`meshd.tls=acme needs meshd.hosts: without host names there is nothing to order a certificate for; port ${pub.published} is served with certificates from files`);
+        if (labels.acme && !labels.publish.some((other) => other.mode === 'https')) problems.push(`meshd.tls=acme applies to /https ports only; port ${pub.published} is ${pub.mode}`);
+        const backends: BackendSpec[] = [];
+        for (const task of tasksByService.get(service.ID) ?? []) {
+          const draining = isDraining(task);
+          if (!draining && !isServing(task)) continue;
+          const node = task.NodeID ? nodeNames.get(task.NodeID) : undefined;
+          const host = taskAddress(task, allowed, networkNames);
+          if (!host) {
+            problems.push(`task ${task.ID.slice(0, 12)}${node ? ` on ${node}` : ''} has no address on ${networkLabel}; attach the service to that network`);
+            continue;
+          }
+          backends.push({ id: task.ID, host, port: pub.target, ...(node ? { node } : {}), draining });
+        }
+        backends.sort((a, b) => a.id.localeCompare(b.id));
+        if (!l7) {
+          if (labels.paths.length) problems.push(`meshd.paths applies to /http and /https ports only; port ${pub.published} is tcp`);
+          if (labels.sticky) problems.push(`meshd.sticky applies to /http and /https ports only; port ${pub.published} is tcp`);
+        }
+        if (labels.stripPrefix && !labels.paths.length) problems.push('meshd.strip-prefix needs meshd.paths: there is no prefix to strip');
+        const route: RouteSpec = {
+          name,
+          mode: pub.mode,
+          port: pub.published,
+          hosts,
+          ...(l7 && labels.paths.length ? { paths: labels.paths, ...(labels.stripPrefix ? { stripPrefix: true } : {}) } : {}),
+          ...(labels.lb && labels.lb !== 'round-robin' ? { lb: labels.lb } : {}),
+          ...(l7 && labels.sticky ? { sticky: { cookie: labels.sticky } } : {}),
+          ...(set.from ? { from: set.from } : {}),
+          health,
+          backends,
+          proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
+          ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
+          ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
+          ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
+          ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
+          ...(acme ? { acme } : {}),
+          problems,
+        };
+        const clash = claims.claim(route);
+        if (clash) {
+          notices.push({ service: name, port: route.port, message: `not served: ${clash}` });
+          continue;
+        }
+        routes.push(route);
+      }
     }
   }
   routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));

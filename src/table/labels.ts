@@ -1,7 +1,7 @@
 // Parses a service's `meshd.*` labels. Every mistake becomes a problem string
 // that names the label, what is wrong and how to write it; nothing throws.
 import { parseDuration } from '../core/duration.js';
-import type { HealthSpec, Mode } from './spec.js';
+import { BALANCES, type Balance, type HealthSpec, type Mode } from './spec.js';
 
 export interface PublishSpec {
   published: number;
@@ -13,6 +13,12 @@ export interface ServiceLabels {
   publish: PublishSpec[];
   health: Partial<HealthSpec>;
   hosts: string[];
+  /** meshd.paths: path prefixes within the hosts. */
+  paths: string[];
+  stripPrefix?: boolean;
+  lb?: Balance;
+  /** meshd.sticky=cookie[:NAME]: the cookie's name. */
+  sticky?: string;
   proxyProtocol: boolean;
   maxConnections?: number;
   idleTimeout?: number;
@@ -65,6 +71,29 @@ function parsePublish(value: string, problems: string[]): PublishSpec[] {
   return out;
 }
 
+/** Name of the cookie `meshd.sticky=cookie` sets. */
+export const DEFAULT_STICKY_COOKIE = 'meshd_sticky';
+
+/**
+ * A path prefix as meshd matches it: starts with /, no query, no dot segments,
+ * no trailing / (except the root), so `/api` answers /api, /api/ and /api/x, never /apix.
+ */
+export function normalizePath(text: string): string | undefined {
+  if (!/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/.test(text)) return undefined;
+  if (text.split('/').some((seg) => seg === '.' || seg === '..') || text.includes('//')) return undefined;
+  return text.length > 1 && text.endsWith('/') ? text.slice(0, -1) : text;
+}
+
+/** `cookie` or `cookie:NAME` → the cookie name; undefined when malformed. */
+export function parseSticky(value: string): string | undefined {
+  const m = /^cookie(?::([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}))?$/.exec(value);
+  return m ? m[1] ?? DEFAULT_STICKY_COOKIE : undefined;
+}
+
+export function isBalance(value: string): value is Balance {
+  return (BALANCES as readonly string[]).includes(value);
+}
+
 /** `https` or `https:8443` → the https port (443 by default); undefined when malformed. */
 export function parseRedirect(value: string): number | undefined {
   const m = /^https(?::(\d{1,5}))?$/.exec(value);
@@ -94,7 +123,7 @@ function countLabel(name: string, value: string, problems: string[]): number | u
 }
 
 export function parseLabels(labels: Record<string, string> | undefined): ServiceLabels {
-  const out: ServiceLabels = { publish: [], health: {}, hosts: [], proxyProtocol: false, problems: [] };
+  const out: ServiceLabels = { publish: [], health: {}, hosts: [], paths: [], proxyProtocol: false, problems: [] };
   for (const [name, raw] of Object.entries(labels ?? {})) {
     if (!name.startsWith(LABEL_PREFIX)) continue;
     const value = raw.trim();
@@ -122,6 +151,27 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
       case 'meshd.hosts':
         out.hosts = value.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
         break;
+      case 'meshd.paths':
+        for (const item of value.split(',').map((x) => x.trim()).filter(Boolean)) {
+          const path = normalizePath(item);
+          if (path === undefined) p.push(`${name}: "${item}" is not a path prefix (write it like /api); it is ignored`);
+          else if (!out.paths.includes(path)) out.paths.push(path);
+        }
+        break;
+      case 'meshd.strip-prefix':
+        if (value === 'true' || value === 'false') out.stripPrefix = value === 'true';
+        else p.push(`${name}: "${value}" is not true or false; the path is forwarded as it came`);
+        break;
+      case 'meshd.lb':
+        if (isBalance(value)) out.lb = value;
+        else p.push(`${name}: "${value}" is not one of ${BALANCES.join(', ')}; round-robin is used`);
+        break;
+      case 'meshd.sticky': {
+        const cookie = parseSticky(value);
+        if (cookie === undefined) p.push(`${name}: "${value}" is not cookie or cookie:NAME; requests are not kept on one backend`);
+        else out.sticky = cookie;
+        break;
+      }
       case 'meshd.max-connections':
         if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MAX_ROUTE_CONNECTIONS) {
           p.push(`${name}: "${value}" is not a whole number from 1 to ${MAX_ROUTE_CONNECTIONS}; the route has no limit of its own`);
@@ -151,7 +201,7 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
         else p.push(`${name}: "${value}" is not supported; write v2`);
         break;
       default:
-        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts, meshd.tls and meshd.health.{path,interval,timeout,rise,fall}`);
+        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.paths, meshd.strip-prefix, meshd.lb, meshd.sticky, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts, meshd.tls and meshd.health.{path,interval,timeout,rise,fall}`);
     }
   }
   return out;

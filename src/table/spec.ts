@@ -4,6 +4,10 @@
 /** tcp pipes bytes; http proxies requests; https terminates TLS, then proxies HTTP/1.1 and HTTP/2 requests. */
 export type Mode = 'tcp' | 'http' | 'https';
 
+/** How a route picks a backend for a request (L7) or connection (L4). */
+export type Balance = 'round-robin' | 'least-conn' | 'p2c' | 'source-hash';
+export const BALANCES: readonly Balance[] = ['round-robin', 'least-conn', 'p2c', 'source-hash'];
+
 export interface HealthSpec {
   /** HTTP GET path for the active probe; TCP connect when absent. */
   path?: string;
@@ -32,6 +36,16 @@ export interface RouteSpec {
   port: number;
   /** L7 (http, https) only: Host header values this route answers; empty means any host. */
   hosts: string[];
+  /** L7: path prefixes it answers within its hosts, the longest match winning; absent: every path the others leave. */
+  paths?: string[];
+  /** L7 with paths: the matched prefix is removed before the request is forwarded. */
+  stripPrefix?: boolean;
+  /** Picking policy; round-robin when absent. */
+  lb?: Balance;
+  /** L7: a cookie that keeps a client on one backend while it is healthy. */
+  sticky?: { cookie: string };
+  /** The compatibility labels or environment (Traefik, dockercloud/haproxy) this route was made from. */
+  from?: string[];
   health: HealthSpec;
   backends: BackendSpec[];
   /** Send a PROXY protocol v2 header to backends (L4). */
