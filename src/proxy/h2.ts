@@ -13,7 +13,8 @@ import type net from 'node:net';
 import { errorBody, errorCodeOf, errorStatus, type ErrorCode } from '../core/errors.js';
 import type { Backend, Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
-import { clientIp, connectionTokens, DROP_REQUEST, DROP_RESPONSE, poolFor, routeFor } from './http.js';
+import { clientIp, connectionTokens, DROP_REQUEST, DROP_RESPONSE, poolFor, requestLine, routeFor } from './http.js';
+import { cookieValue, stickyCookie } from './sticky.js';
 import { admitToRoute } from './limits.js';
 import { ProxiedRequest } from './proxied.js';
 
@@ -64,9 +65,14 @@ function responseHeaders(status: number, raw: string[]): http2.OutgoingHttpHeade
 /** The HTTP/1.1 request for the backend, and what framing its body needs. */
 interface Request {
   method: string;
+  /** :path, the request target. */
+  path: string;
   /** :authority, or a Host header: what routes the request. */
   host: string | undefined;
+  /** The HTTP/1.1 head's header lines, without the request line (which depends on the route). */
   head: string;
+  cookie: string | undefined;
+  ip: string;
   hasBody: boolean;
   chunked: boolean;
 }
@@ -107,14 +113,14 @@ function requestFor(stream: http2.ServerHttp2Stream, raw: string[], ip: string):
   const hostname = authority ?? host;
   const hasBody = length !== undefined ? length !== '0' : !stream.endAfterHeaders;
   const chunked = hasBody && length === undefined;
-  let text = `${method} ${path} HTTP/1.1\r\n`;
+  let text = '';
   if (hostname) text += `host: ${hostname}\r\n`;
   text += head;
   if (cookie !== undefined) text += `cookie: ${cookie}\r\n`;
   text += `x-forwarded-for: ${xff ? `${xff}, ${ip}` : ip}\r\nx-forwarded-proto: https\r\n`;
   if (hostname) text += `x-forwarded-host: ${hostname}\r\n`;
   if (chunked) text += 'transfer-encoding: chunked\r\n';
-  return { method, host: hostname, head: text + '\r\n', hasBody, chunked };
+  return { method, path, host: hostname, head: text + '\r\n', cookie, ip, hasBody, chunked };
 }
 
 /** One request on its way through one backend, answered on an HTTP/2 stream. */
@@ -129,6 +135,7 @@ class Forward extends ProxiedRequest {
     try {
       const out = responseHeaders(status, headers);
       if (this.route.spec.hsts) out['strict-transport-security'] = this.route.spec.hsts;
+      if (this.setCookie) out['set-cookie'] = [...([] as string[]).concat(out['set-cookie'] ?? []), this.setCookie];
       this.stream.respond(out);
     } catch (err) {
       // A head HTTP/2 cannot carry (status 101, a malformed value): the backend's answer is unusable.
@@ -163,13 +170,14 @@ class Forward extends ProxiedRequest {
 }
 
 function forward(ctx: ProxyContext, route: Route, stream: http2.ServerHttp2Stream, req: Request, started: number, failed?: Backend): void {
-  const b = route.pick(failed);
+  const sticky = route.spec.sticky && cookieValue(req.cookie, route.spec.sticky.cookie);
+  const b = route.pick(failed, req.ip, sticky);
   if (!b) return reply(ctx, stream, failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND');
-  b.active++;
-  b.requests++;
+  b.acquire();
   const handler = new Forward(ctx, route, b, stream, req, failed !== undefined, started);
+  if (route.spec.sticky && sticky !== b.stickyId) handler.setCookie = stickyCookie(route.spec.sticky.cookie, b.stickyId, true);
   stream.once('close', () => handler.cancel());
-  handler.abort = poolFor(ctx, b).dispatch({ method: req.method, head: req.head, body: req.hasBody ? stream : null, chunked: req.chunked, sink: handler });
+  handler.abort = poolFor(ctx, b).dispatch({ method: req.method, head: requestLine(route, req.method, req.path) + req.head, body: req.hasBody ? stream : null, chunked: req.chunked, sink: handler });
 }
 
 /** Counts the streams a client resets; past the limit in one second, the session is closed. */
@@ -229,7 +237,7 @@ export function createH2Front(ctx: ProxyContext, port: number): H2Front {
       });
       const req = requestFor(stream, raw, ip);
       if (!req) return reply(ctx, stream, 'BAD_REQUEST');
-      const route = routeFor(ctx, port, req.host);
+      const route = routeFor(ctx, port, req.host, req.path);
       if (!route) return reply(ctx, stream, 'NO_ROUTE');
       if (!admitToRoute(ctx, route, stream)) return reply(ctx, stream, 'ROUTE_AT_CAPACITY');
       forward(ctx, route, stream, req, performance.now());

@@ -6,12 +6,13 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorBody, errorStatus, rawErrorResponse, type ErrorCode } from '../core/errors.js';
 import { answerChallenge } from '../tls/challenges.js';
-import type { Backend, Route } from '../table/table.js';
+import { routeOf, strippedTarget, type Backend, type Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
 import { admitConnection, admitToRoute } from './limits.js';
 import { pipeToBackend } from './pipe.js';
 import { ProxiedRequest } from './proxied.js';
 import { checkRequest } from './request-checks.js';
+import { cookieValue, stickyCookie } from './sticky.js';
 import { UpstreamPool } from './upstream.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones meshd sets itself. */
@@ -40,6 +41,10 @@ interface RequestHead {
   host: string | undefined;
   length: string | undefined;
   chunked: boolean;
+  /** The Cookie header(s), joined: sticky routes read theirs from it. */
+  cookie: string | undefined;
+  /** The client's address (source-hash). */
+  ip: string;
 }
 
 export type Scheme = 'http' | 'https';
@@ -52,12 +57,14 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme
   let chunked = false;
   let xff: string | undefined;
   let extra: Set<string> | undefined;
+  let cookie: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
     const lower = name.toLowerCase();
     if (lower === 'host') host = value;
     else if (lower === 'content-length') length = value;
+    else if (lower === 'cookie') cookie = cookie === undefined ? value : `${cookie}; ${value}`;
     else if (DROP_REQUEST.has(lower)) {
       if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
       else if (lower === 'transfer-encoding') chunked = true;
@@ -72,7 +79,7 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme
   const ip = clientIp(req.socket);
   headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', scheme);
   if (host) headers.push('x-forwarded-host', host);
-  return { headers, host, length, chunked };
+  return { headers, host, length, chunked, cookie, ip };
 }
 
 function responseHeaders(raw: string[]): string[] {
@@ -138,15 +145,15 @@ export function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
   return b.pool as UpstreamPool;
 }
 
-/** Finds the route for a request by its Host header. */
-export function routeFor(ctx: ProxyContext, port: number, host: string | undefined): Route | undefined {
+/** Finds the route for a request by its Host header, then its path. */
+export function routeFor(ctx: ProxyContext, port: number, host: string | undefined, target: string): Route | undefined {
   const entry = ctx.table.ports.get(port);
   if (!entry) return undefined;
-  if (entry.byHost.size === 0 || !host) return entry.default;
+  if (entry.byHost.size === 0 || !host) return routeOf(entry, undefined, target);
   let name = host.toLowerCase();
   const colon = name.lastIndexOf(':');
   if (colon > 0 && name.indexOf(']') < colon) name = name.slice(0, colon);
-  return entry.byHost.get(name) ?? entry.default;
+  return routeOf(entry, name, target);
 }
 
 /** One request on its way through one backend, answered on an HTTP/1.1 response. */
@@ -159,6 +166,7 @@ class Forward extends ProxiedRequest {
     this.headArrived();
     if (this.done) return;
     const out = responseHeaders(headers);
+    if (this.setCookie) out.push('set-cookie', this.setCookie);
     const hsts = this.route.spec.hsts;
     this.res.writeHead(status, reason, hsts ? withHsts(out, hsts) : out);
   }
@@ -186,10 +194,16 @@ class Forward extends ProxiedRequest {
   }
 }
 
+/** The request line for the backend, and the header that tells it what prefix was stripped. */
+export function requestLine(route: Route, method: string, target: string): string {
+  const stripped = strippedTarget(route, target);
+  return stripped ? `${method} ${stripped[0]} HTTP/1.1\r\nx-forwarded-prefix: ${stripped[1]}\r\n` : `${method} ${target} HTTP/1.1\r\n`;
+}
+
 /** The request head for the backend: request line, headers, and the framing meshd adds. */
-function requestHead(req: http.IncomingMessage, rh: RequestHead, b: Backend, chunked: boolean): string {
+function requestHead(route: Route, req: http.IncomingMessage, rh: RequestHead, b: Backend, chunked: boolean): string {
   const headers = rh.headers;
-  let head = `${req.method} ${req.url} HTTP/1.1\r\n`;
+  let head = requestLine(route, req.method!, req.url!);
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   if (!rh.host) head += `host: ${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}\r\n`;
   if (chunked) head += 'transfer-encoding: chunked\r\n';
@@ -197,16 +211,17 @@ function requestHead(req: http.IncomingMessage, rh: RequestHead, b: Backend, chu
 }
 
 function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, rh: RequestHead, started: number, failed?: Backend): void {
-  const b = route.pick(failed);
+  const sticky = route.spec.sticky && cookieValue(rh.cookie, route.spec.sticky.cookie);
+  const b = route.pick(failed, rh.ip, sticky);
   // On a retry with no other backend left, the failure the client should hear of is the first one.
   if (!b) return reply(ctx, res, failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND');
-  b.active++;
-  b.requests++;
+  b.acquire();
   const chunked = rh.length === undefined && rh.chunked;
   const hasBody = chunked || (rh.length !== undefined && rh.length !== '0');
   const handler = new Forward(ctx, route, b, req, res, rh, hasBody, failed !== undefined, started);
+  if (route.spec.sticky && sticky !== b.stickyId) handler.setCookie = stickyCookie(route.spec.sticky.cookie, b.stickyId, route.spec.mode === 'https');
   (res as TrackedResponse)[EXCHANGE] = handler;
-  handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(req, rh, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
+  handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(route, req, rh, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
 }
 
 /** WebSocket and other upgrades: the request head is replayed to a backend, then bytes are piped. */
@@ -214,7 +229,7 @@ function upgrade(ctx: ProxyContext, route: Route, req: http.IncomingMessage, cli
   pipeToBackend(ctx, route, client, {
     preamble: () => {
       const headers = readRequestHead(req, true, scheme).headers;
-      let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      let text = requestLine(route, req.method!, req.url!);
       for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
       return head.length ? Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]) : text + '\r\n';
     },
@@ -321,7 +336,7 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
       }
     }
     const rh = readRequestHead(req, false, scheme);
-    const route = routeFor(ctx, port, rh.host);
+    const route = routeFor(ctx, port, rh.host, req.url!);
     if (!route) return reply(ctx, res, 'NO_ROUTE');
     if (route.spec.redirectHttps !== undefined) {
       const location = httpsLocation(rh.host, req.url!, route.spec.redirectHttps);
@@ -342,7 +357,7 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
       socket.end(rawErrorResponse('BAD_REQUEST'));
       return;
     }
-    const route = routeFor(ctx, port, req.headers.host);
+    const route = routeFor(ctx, port, req.headers.host, req.url!);
     if (!route) {
       ctx.stats.count('NO_ROUTE');
       socket.end(rawErrorResponse('NO_ROUTE'));

@@ -44,15 +44,14 @@ function relay(from: Duplex, to: Duplex): void {
 }
 
 export function pipeToBackend(ctx: ProxyContext, route: Route, client: Duplex, opts: PipeOptions, failed?: Backend): void {
-  const b = route.pick(failed);
+  const b = route.pick(failed, (client as net.Socket).remoteAddress);
   if (!b) {
     // On a retry with no other backend left, the failure to report is the first one.
     const code = failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND';
     ctx.stats.count(code);
     return opts.giveUp(code);
   }
-  b.active++;
-  b.requests++;
+  b.acquire();
   const upstream = net.connect({ host: b.host, port: b.port, allowHalfOpen: true, noDelay: true });
   const piped = new Piped(client, upstream);
   b.resources.add(piped);

@@ -14,6 +14,8 @@ export abstract class ProxiedRequest implements Sink {
   #done = false;
   readonly #dispatched = performance.now();
   abort: (() => void) | undefined;
+  /** A Set-Cookie for the answer: a sticky route's client gets (or changes) its backend. */
+  setCookie: string | undefined;
 
   constructor(
     readonly ctx: ProxyContext,

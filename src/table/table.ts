@@ -1,8 +1,11 @@
 // The live table: per published port, the routes and their backends with health
 // state and counters. A new routing table is applied as a diff, so backends that
-// stay keep their state; removed ones drain. Picks are O(1) round-robin over the
-// backends that every health source agrees on.
+// stay keep their state; removed ones drain. Picks follow the route's policy
+// (balance.ts) over the backends that every health source agrees on; on L7
+// ports a request finds its route by host, then by longest path prefix.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { createBalancer, type Balancer } from './balance.js';
 import { RouteLatency } from './latency.js';
 import type { BackendSpec, Mode, RouteSpec, RoutingTable, Notice } from './spec.js';
 
@@ -50,6 +53,8 @@ export class Backend {
   failStreak = 0;
   lastProbeError: string | undefined;
 
+  #stickyId: string | undefined;
+
   /** Per-backend upstream resources, opened by the proxy. */
   readonly resources = new Set<Closable>();
   /** L7 upstream pool; created by the proxy on first use. */
@@ -91,6 +96,20 @@ export class Backend {
     this.route.table.emit('health', this, flag, value);
   }
 
+  /**
+   * What a sticky cookie holds for this backend: a digest of its task ID, the
+   * same on every node, that does not reveal its address.
+   */
+  get stickyId(): string {
+    return this.#stickyId ??= createHash('sha256').update(this.id).digest('base64url').slice(0, 16);
+  }
+
+  /** One more request or connection in flight. */
+  acquire(): void {
+    this.requests++;
+    this.route.balancer.moved(this, this.active++);
+  }
+
   countError(code: string): void {
     this.failures++;
     this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
@@ -98,7 +117,7 @@ export class Backend {
 
   /** Called when one in-flight request or connection is done. */
   release(): void {
-    this.active--;
+    this.route.balancer.moved(this, this.active--);
     if (this.removed && this.active <= 0) this.close();
   }
 
@@ -147,7 +166,9 @@ export class Route {
   readonly retiring = new Map<string, Backend>();
   /** Eligible backends in a stable order; rebuilt only when a flag changes. */
   #eligible: Backend[] = [];
-  #next = 0;
+  balancer: Balancer<Backend>;
+  /** Sticky routes: eligible backends by the id their cookie holds. */
+  #bySticky: Map<string, Backend> | undefined;
   /** L7 request durations. */
   readonly latency = new RouteLatency();
   /** Client connections (L4) or in-flight requests (L7) held by this route; counted only when it has a limit. */
@@ -156,6 +177,13 @@ export class Route {
   constructor(spec: RouteSpec, table: Table) {
     this.spec = spec;
     this.table = table;
+    this.balancer = createBalancer(spec.lb);
+  }
+
+  /** A new spec for the same route; a changed policy starts afresh. */
+  update(spec: RouteSpec): void {
+    if (spec.lb !== this.spec.lb) this.balancer = createBalancer(spec.lb);
+    this.spec = spec;
   }
 
   get eligibleCount(): number {
@@ -164,27 +192,104 @@ export class Route {
 
   refresh(): void {
     this.#eligible = [...this.backends.values()].filter((b) => b.eligible);
+    this.balancer.reset(this.#eligible);
+    this.#bySticky = this.spec.sticky ? new Map(this.#eligible.map((b) => [b.stickyId, b])) : undefined;
   }
 
-  /** Next eligible backend in round-robin order, avoiding `avoid` when another exists. */
-  pick(avoid?: Backend): Backend | undefined {
-    const list = this.#eligible;
-    const n = list.length;
-    if (n === 0) return undefined;
-    if (this.#next >= 0x3fffffff) this.#next = 0;
-    let b = list[this.#next++ % n]!;
-    if (b === avoid && n > 1) b = list[this.#next++ % n]!;
-    return b === avoid ? undefined : b;
+  /**
+   * The backend for a request or connection, other than `avoid` when another
+   * exists: the one a sticky cookie names while it is eligible, else the policy's.
+   */
+  pick(avoid?: Backend, ip?: string, sticky?: string): Backend | undefined {
+    if (sticky !== undefined) {
+      const b = this.#bySticky?.get(sticky);
+      if (b && b !== avoid) return b;
+    }
+    return this.balancer.pick(avoid, ip);
   }
+}
+
+/** The path part of a request target: origin-form up to its query; an absolute-form URL's path; `/` for anything else. */
+function targetPath(target: string): string {
+  if (target.charCodeAt(0) === 47 /* / */) {
+    const q = target.indexOf('?');
+    return q < 0 ? target : target.slice(0, q);
+  }
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return '/';
+  }
+}
+
+/** The routes of one host (or of any host) on an L7 port: by path prefix, and the one without paths. */
+export class HostRoutes {
+  readonly #byPrefix = new Map<string, Route>();
+  /** The route without paths: every request no prefix claims. */
+  fallback: Route | undefined;
+
+  add(route: Route): void {
+    if (!route.spec.paths?.length) this.fallback = route;
+    else for (const p of route.spec.paths) this.#byPrefix.set(p, route);
+  }
+
+  /** The route of the longest prefix, whole segments only (`/api` takes /api and /api/x, not /apix): O(depth). */
+  match(target: string): Route | undefined {
+    if (this.#byPrefix.size === 0) return this.fallback;
+    let path = targetPath(target);
+    for (;;) {
+      const route = this.#byPrefix.get(path);
+      if (route) return route;
+      if (path.length <= 1) return this.fallback;
+      const slash = path.lastIndexOf('/');
+      path = slash <= 0 ? '/' : path.slice(0, slash);
+    }
+  }
+}
+
+/**
+ * A strip-prefix route's target for its backend, with the prefix removed (the
+ * longest of its prefixes the request falls under), and that prefix; undefined
+ * when nothing is stripped. `/api/x?q` → `/x?q`, `/api` → `/`.
+ */
+export function strippedTarget(route: Route, target: string): [string, string] | undefined {
+  if (!route.spec.stripPrefix) return undefined;
+  let originForm = target;
+  if (target.charCodeAt(0) !== 47 /* / */) {
+    try {
+      const u = new URL(target);
+      originForm = u.pathname + u.search;
+    } catch {
+      return undefined;
+    }
+  }
+  const path = targetPath(originForm);
+  let best: string | undefined;
+  for (const p of route.spec.paths ?? []) {
+    const hit = p !== '/' && (path === p || path.startsWith(`${p}/`));
+    if (hit && (best === undefined || p.length > best.length)) best = p;
+  }
+  if (best === undefined) return undefined;
+  const rest = originForm.slice(best.length);
+  return [rest.charCodeAt(0) === 47 ? rest : `/${rest}`, best];
 }
 
 /** What a listener on one published port serves. */
 export interface PortEntry {
   port: number;
   mode: Mode;
-  /** L7: routes by lower-case host; L4 and host-less L7 routes are the default. */
-  byHost: Map<string, Route>;
+  /** L7: routes by lower-case host. */
+  byHost: Map<string, HostRoutes>;
+  /** L7: routes without hosts, for any host the others leave. */
+  anyHost: HostRoutes | undefined;
+  /** L4: the port's one route (also the L7 route without hosts and paths). */
   default: Route | undefined;
+}
+
+/** The route of an L7 request: its host's routes, then those for any host; undefined when none claims it. */
+export function routeOf(entry: PortEntry, host: string | undefined, target: string): Route | undefined {
+  const own = host === undefined ? undefined : entry.byHost.get(host);
+  return own?.match(target) ?? entry.anyHost?.match(target);
 }
 
 export interface TableEvents {
@@ -224,7 +329,7 @@ export class Table extends EventEmitter<TableEvents> {
         route = new Route(spec, this);
         this.routes.set(key, route);
       }
-      route.spec = spec;
+      route.update(spec);
       this.#applyBackends(route, spec.backends);
     }
     for (const [key, route] of this.routes) {
@@ -290,11 +395,18 @@ function buildPorts(routes: Map<string, Route>): Map<number, PortEntry> {
     const { port, mode, hosts } = route.spec;
     let entry = ports.get(port);
     if (!entry) {
-      entry = { port, mode, byHost: new Map(), default: undefined };
+      entry = { port, mode, byHost: new Map(), anyHost: undefined, default: undefined };
       ports.set(port, entry);
     }
-    if (hosts.length === 0) entry.default = route;
-    for (const h of hosts) entry.byHost.set(h, route);
+    if (hosts.length === 0) {
+      (entry.anyHost ??= new HostRoutes()).add(route);
+      if (!route.spec.paths?.length) entry.default = route;
+    }
+    for (const h of hosts) {
+      let own = entry.byHost.get(h);
+      if (!own) entry.byHost.set(h, (own = new HostRoutes()));
+      own.add(route);
+    }
   }
   return ports;
 }

@@ -147,7 +147,7 @@ describe('Table', () => {
     ));
     const entry = t.ports.get(80)!;
     assert.equal(entry.mode, 'http');
-    assert.equal(entry.byHost.get('counter.local.dev')!.spec.name, 'counter');
+    assert.equal(entry.byHost.get('counter.local.dev')!.fallback!.spec.name, 'counter');
     assert.equal(entry.default!.spec.name, 'web');
   });
 });

@@ -1,0 +1,206 @@
+// Balancing policies: how a route picks among its eligible backends. Each is
+// rebuilt when the eligible set changes (rare) and picks in O(1) or O(log n)
+// (every request): round-robin, least-conn (buckets by in-flight count),
+// p2c (two random choices) and source-hash (a hash ring over the client's
+// address, so a backend joining or leaving moves about 1/n of the clients).
+import type { Balance } from './spec.js';
+
+/** What a policy needs of a backend. */
+export interface Pickable {
+  /** In-flight requests (L7) or connections (L4). */
+  active: number;
+  /** Stable across nodes and tables (the task ID): places it on the hash ring. */
+  readonly id: string;
+}
+
+export interface Balancer<B extends Pickable> {
+  /** The eligible backends, in a stable order. */
+  reset(eligible: B[]): void;
+  /** A backend other than `avoid` when there is one; `ip` is the client's address. */
+  pick(avoid: B | undefined, ip: string | undefined): B | undefined;
+  /** `b.active` went from `from` to `from ± 1`. */
+  moved(b: B, from: number): void;
+}
+
+export function createBalancer<B extends Pickable>(policy: Balance | undefined): Balancer<B> {
+  switch (policy) {
+    case 'least-conn': return new LeastConn<B>();
+    case 'p2c': return new PowerOfTwo<B>();
+    case 'source-hash': return new SourceHash<B>();
+    default: return new RoundRobin<B>();
+  }
+}
+
+class RoundRobin<B extends Pickable> implements Balancer<B> {
+  #list: B[] = [];
+  #next = 0;
+
+  reset(eligible: B[]): void {
+    this.#list = eligible;
+  }
+
+  pick(avoid: B | undefined): B | undefined {
+    const list = this.#list;
+    const n = list.length;
+    if (n === 0) return undefined;
+    if (this.#next >= 0x3fffffff) this.#next = 0;
+    let b = list[this.#next++ % n]!;
+    if (b === avoid && n > 1) b = list[this.#next++ % n]!;
+    return b === avoid ? undefined : b;
+  }
+
+  moved(): void {}
+}
+
+/**
+ * Fewest in-flight first. Backends sit in buckets by their in-flight count; a
+ * count changes by one at a time, so keeping the lowest non-empty bucket is
+ * O(1). A picked backend leaves its bucket and re-enters at the back when its
+ * work is done, which makes ties go round-robin.
+ */
+class LeastConn<B extends Pickable> implements Balancer<B> {
+  #buckets: Set<B>[] = [];
+  #members = new Set<B>();
+  #min = 0;
+
+  reset(eligible: B[]): void {
+    this.#buckets = [];
+    this.#members = new Set(eligible);
+    this.#min = Infinity;
+    for (const b of eligible) this.#bucket(b.active).add(b);
+    this.#settle();
+  }
+
+  #bucket(n: number): Set<B> {
+    let set = this.#buckets[n];
+    if (!set) set = this.#buckets[n] = new Set();
+    if (n < this.#min) this.#min = n;
+    return set;
+  }
+
+  /** Moves the low-water mark up past empty buckets. */
+  #settle(): void {
+    if (this.#members.size === 0) return void (this.#min = 0);
+    if (!Number.isFinite(this.#min)) this.#min = 0;
+    while (!this.#buckets[this.#min]?.size) this.#min++;
+  }
+
+  pick(avoid: B | undefined): B | undefined {
+    if (this.#members.size === 0) return undefined;
+    for (let n = this.#min; n < this.#buckets.length; n++) {
+      const set = this.#buckets[n];
+      if (!set) continue;
+      for (const b of set) if (b !== avoid) return b;
+    }
+    return undefined;
+  }
+
+  moved(b: B, from: number): void {
+    if (!this.#members.has(b)) return;
+    this.#buckets[from]?.delete(b);
+    this.#bucket(b.active).add(b);
+    this.#settle();
+  }
+}
+
+/** Two distinct random backends, the one with fewer in flight (the first on a tie). */
+class PowerOfTwo<B extends Pickable> implements Balancer<B> {
+  #list: B[] = [];
+
+  reset(eligible: B[]): void {
+    this.#list = eligible;
+  }
+
+  pick(avoid: B | undefined): B | undefined {
+    const list = avoid ? this.#list.filter((b) => b !== avoid) : this.#list;
+    const n = list.length;
+    if (n <= 1) return list[0];
+    const i = Math.floor(Math.random() * n);
+    let j = Math.floor(Math.random() * (n - 1));
+    if (j >= i) j++;
+    const a = list[i]!;
+    const c = list[j]!;
+    return c.active < a.active ? c : a;
+  }
+
+  moved(): void {}
+}
+
+/** Points each backend holds on the ring: enough for an even share at a few backends. */
+const RING_POINTS = 160;
+
+/**
+ * A consistent-hash ring of the eligible backends (points from their stable
+ * IDs, so every node builds the same ring); a client's address hashes to the
+ * next point clockwise. Picks are a binary search.
+ */
+class SourceHash<B extends Pickable> implements Balancer<B> {
+  #points = new Uint32Array(0);
+  #owners: B[] = [];
+  #list: B[] = [];
+  #rr = new RoundRobin<B>();
+
+  reset(eligible: B[]): void {
+    this.#list = eligible;
+    this.#rr.reset(eligible);
+    const all: [number, B][] = [];
+    for (const b of eligible) for (let i = 0; i < RING_POINTS; i++) all.push([murmur3(`${b.id}#${i}`), b]);
+    all.sort((x, y) => x[0] - y[0]);
+    this.#points = Uint32Array.from(all, (p) => p[0]);
+    this.#owners = all.map((p) => p[1]);
+  }
+
+  pick(avoid: B | undefined, ip: string | undefined): B | undefined {
+    const n = this.#points.length;
+    if (n === 0) return undefined;
+    // Without an address (a unix socket) there is nothing to hash on.
+    if (ip === undefined) return this.#rr.pick(avoid);
+    const h = murmur3(ip);
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#points[mid]! < h) lo = mid + 1;
+      else hi = mid;
+    }
+    // On a retry, the next backend clockwise: the one this client would get without `avoid`.
+    for (let k = 0; k < n; k++) {
+      const b = this.#owners[(lo + k) % n]!;
+      if (b !== avoid) return b;
+      if (this.#list.length === 1) return undefined;
+    }
+    return undefined;
+  }
+
+  moved(): void {}
+}
+
+/** MurmurHash3 (x86, 32-bit) of a string's UTF-16 code units: fast and well spread. */
+export function murmur3(text: string, seed = 0): number {
+  let h = seed >>> 0;
+  const len = text.length;
+  let i = 0;
+  for (; i + 1 < len; i += 2) {
+    let k = (text.charCodeAt(i) & 0xffff) | ((text.charCodeAt(i + 1) & 0xffff) << 16);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  if (i < len) {
+    let k = text.charCodeAt(i) & 0xffff;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+  }
+  h ^= len * 2;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
