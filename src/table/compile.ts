@@ -122,6 +122,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
       const problems = [...routeProblems];
       if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
       if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
+      if (labels.backend === 'h2c' && pub.mode === 'tcp') problems.push(`meshd.backend=h2c applies to /http and /https ports only; port ${pub.published} is tcp and pipes bytes`);
       if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
       // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
       const acme = labels.acme === true && pub.mode === 'https' && labels.hosts.length > 0;
@@ -153,6 +154,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
         ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
         ...(acme ? { acme } : {}),
+        ...(labels.backend === 'h2c' && pub.mode !== 'tcp' ? { backend: 'h2c' as const } : {}),
         problems,
       };
       const sharing = byPort.get(route.port) ?? [];
