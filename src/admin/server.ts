@@ -62,6 +62,7 @@ function routesView(table: Table, listeners: Listeners, certs: CertStore, acme: 
       ...(r.spec.mode === 'https' ? { tls: routeTls(r.spec.hosts, certs) } : {}),
       ...(r.spec.acme && acme ? { acme: acme.status(r.spec) } : {}),
       ...(listeners.failures.has(r.spec.port) ? { listenError: listeners.failures.get(r.spec.port) } : {}),
+      ...(r.spec.backend ? { backend: r.spec.backend } : {}),
       problems: r.spec.problems,
       eligible: r.eligibleCount,
       backends: [...r.backends.values()].map((b) => ({

@@ -69,7 +69,7 @@ function health(v: unknown, where: string): Partial<HealthSpec> {
   return out;
 }
 
-const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'paths', 'stripPrefix', 'lb', 'sticky', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts', 'tls']);
+const ROUTE_KEYS = new Set(['name', 'publish', 'mode', 'hosts', 'paths', 'stripPrefix', 'lb', 'sticky', 'backends', 'health', 'proxyProtocol', 'maxConnections', 'idleTimeout', 'redirect', 'hsts', 'tls', 'backend']);
 
 /** `paths`, `stripPrefix`, `lb` and `sticky`: how a route matches requests and picks backends. */
 function routing(r: Obj, mode: Mode, where: string): Pick<RouteSpec, 'paths' | 'stripPrefix' | 'lb' | 'sticky'> {
@@ -135,6 +135,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
       ...(r.maxConnections !== undefined ? { maxConnections: connections(r.maxConnections, `${where}.maxConnections`) } : {}),
       ...(r.idleTimeout !== undefined ? { idleTimeout: duration(r.idleTimeout, `${where}.idleTimeout`) } : {}),
       ...httpsOptions(r, mode, where),
+      ...backendProtocol(r.backend, mode, `${where}.backend`, problems),
       problems,
     });
   });
@@ -146,6 +147,23 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
   routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
   const tls = tlsFromDocument(doc);
   return { routes, notices: [], ...(tls ? { tls } : {}) };
+}
+
+/**
+ * `backend: http1 | h2c`. A wrong value is a problem on the route rather than a
+ * refused file: the route still serves, over HTTP/1.1 (or as tcp).
+ */
+function backendProtocol(v: unknown, mode: Mode, where: string, problems: string[]): Pick<RouteSpec, 'backend'> {
+  if (v === undefined || v === 'http1') return {};
+  if (v !== 'h2c') {
+    problems.push(`${where}: ${JSON.stringify(v)} is not http1 or h2c; backends are spoken to over HTTP/1.1`);
+    return {};
+  }
+  if (mode === 'tcp') {
+    problems.push(`${where}: h2c applies to mode http or https only; a tcp route pipes bytes`);
+    return {};
+  }
+  return { backend: 'h2c' };
 }
 
 /** `redirect: https[:PORT]` (http routes), `hsts: max-age=...` and `tls: acme` (https routes). */

@@ -1,10 +1,12 @@
 // Active health checks: every backend of the live table is probed from this
-// node on its route's interval, by TCP connect or HTTP GET. A new backend is
+// node on its route's interval, by TCP connect, HTTP GET or, on h2c routes, a
+// gRPC call over cleartext HTTP/2. A new backend is
 // probed at once and receives work after its first pass. `fall` failures in a
 // row take it out; `rise` passes in a row bring it back, and also end a passive
 // ejection, so a backend that failed returns only once it answers again. While
 // a backend is between states it is probed at the fast interval, so a new task
 // joins and a wrongly ejected one returns within a fraction of a second.
+import http2 from 'node:http2';
 import net from 'node:net';
 import { Agent, request } from 'undici';
 import type { Logger } from '../core/log.js';
@@ -41,6 +43,51 @@ export async function probeHttp(dispatcher: Agent, host: string, port: number, p
   } catch (err) {
     return { ok: false, error: errorCodeOf(err) };
   }
+}
+
+const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
+
+/**
+ * An h2c route's probe: `path` called as a gRPC method with an empty message
+ * (gRPC servers answer nothing else). It passes on a 2xx/3xx answer whose
+ * grpc-status, if any, is 0; for the standard health service
+ * (/grpc.health.v1.Health/Check) the reply must also say SERVING.
+ */
+export function probeH2c(host: string, port: number, path: string, timeout: number): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, {
+      createConnection: () => net.connect({ host, port }),
+      settings: { enablePush: false },
+    });
+    const timer = setTimeout(() => done({ ok: false, error: 'timeout' }), timeout);
+    function done(r: ProbeResult): void {
+      clearTimeout(timer);
+      session.destroy();
+      resolve(r);
+    }
+    session.on('error', (err) => done({ ok: false, error: errorCodeOf(err) }));
+    let status = 0;
+    let grpcStatus: string | undefined;
+    const body: Buffer[] = [];
+    const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'meshd-health' });
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+      grpcStatus = h['grpc-status'] as string | undefined;
+    });
+    req.on('trailers', (h) => (grpcStatus = (h['grpc-status'] as string | undefined) ?? grpcStatus));
+    req.on('data', (c: Buffer) => body.push(c));
+    req.on('error', (err) => done({ ok: false, error: errorCodeOf(err) }));
+    req.on('end', () => {
+      if (status < 200 || status >= 400) return done({ ok: false, error: `status ${status}` });
+      if (grpcStatus !== undefined && grpcStatus !== '0') return done({ ok: false, error: `grpc-status ${grpcStatus}` });
+      // HealthCheckResponse after the 5-byte message prefix: field 1 (0x08), SERVING = 1; an empty message is UNKNOWN.
+      const msg = Buffer.concat(body).subarray(5);
+      if (path === HEALTH_CHECK && !(msg[0] === 0x08 && msg[1] === 1)) return done({ ok: false, error: 'not serving' });
+      done({ ok: true });
+    });
+    // An empty request message: not compressed, length 0.
+    req.end(Buffer.alloc(5));
+  });
 }
 
 /** The probe interval for backends between states (HAProxy's `fastinter`). */
@@ -116,9 +163,11 @@ export class Prober {
   async #run(b: Backend): Promise<void> {
     const h = b.route.spec.health;
     this.#inFlight.add(b);
-    const result = h.path
-      ? await probeHttp(this.#agent, b.host, b.port, h.path, h.timeout)
-      : await probeTcp(b.host, b.port, h.timeout);
+    const result = !h.path
+      ? await probeTcp(b.host, b.port, h.timeout)
+      : b.route.spec.backend === 'h2c'
+        ? await probeH2c(b.host, b.port, h.path, h.timeout)
+        : await probeHttp(this.#agent, b.host, b.port, h.path, h.timeout);
     this.#inFlight.delete(b);
     if (this.#stopped || !this.#timers.has(b)) return;
     const wasDown = b.activeDown || b.ejected;

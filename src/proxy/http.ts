@@ -8,7 +8,8 @@ import { errorBody, errorStatus, rawErrorResponse, type ErrorCode } from '../cor
 import { answerChallenge } from '../tls/challenges.js';
 import { routeOf, strippedTarget, type Backend, type Route } from '../table/table.js';
 import type { ProxyContext } from './context.js';
-import { admitConnection, admitToRoute } from './limits.js';
+import { h2cPoolFor, h2cRequestHeaders, headerObject } from './h2c-upstream.js';
+import { admitToRoute } from './limits.js';
 import { pipeToBackend } from './pipe.js';
 import { ProxiedRequest } from './proxied.js';
 import { checkRequest } from './request-checks.js';
@@ -45,6 +46,8 @@ interface RequestHead {
   cookie: string | undefined;
   /** The client's address (source-hash). */
   ip: string;
+  /** The client takes trailers (TE: trailers): said again to h2c backends, which may require it. */
+  te: boolean;
 }
 
 export type Scheme = 'http' | 'https';
@@ -55,6 +58,7 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme
   let host: string | undefined;
   let length: string | undefined;
   let chunked = false;
+  let te = false;
   let xff: string | undefined;
   let extra: Set<string> | undefined;
   let cookie: string | undefined;
@@ -69,6 +73,7 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme
       if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value;
       else if (lower === 'transfer-encoding') chunked = true;
       else if (lower === 'connection') extra = connectionTokens(value);
+      else if (lower === 'te') te = /(?:^|,)\s*trailers\s*(?:[;,]|$)/i.test(value);
       if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, value);
       continue;
     }
@@ -79,7 +84,7 @@ function readRequestHead(req: http.IncomingMessage, keepUpgrade: boolean, scheme
   const ip = clientIp(req.socket);
   headers.push('x-forwarded-for', xff ? `${xff}, ${ip}` : ip, 'x-forwarded-proto', scheme);
   if (host) headers.push('x-forwarded-host', host);
-  return { headers, host, length, chunked, cookie, ip };
+  return { headers, host, length, chunked, te, cookie, ip };
 }
 
 function responseHeaders(raw: string[]): string[] {
@@ -135,14 +140,21 @@ function reply(ctx: ProxyContext, res: http.ServerResponse, code: ErrorCode): vo
 }
 
 export function poolFor(ctx: ProxyContext, b: Backend): UpstreamPool {
-  if (!b.pool) {
-    b.pool = new UpstreamPool({
-      host: b.host, port: b.port,
-      connectTimeout: ctx.connectTimeout, responseTimeout: ctx.responseTimeout,
-      maxConnections: 512, idleTimeout: 30_000,
-    });
-  }
-  return b.pool as UpstreamPool;
+  if (b.pool instanceof UpstreamPool) return b.pool;
+  // A route that switched from h2c: its old pool drains.
+  b.pool?.close();
+  const pool = new UpstreamPool({
+    host: b.host, port: b.port,
+    connectTimeout: ctx.connectTimeout, responseTimeout: ctx.responseTimeout,
+    maxConnections: 512, idleTimeout: 30_000,
+  });
+  b.pool = pool;
+  return pool;
+}
+
+/** Host for a request that came without one: the backend's own address. */
+export function backendAuthority(b: Backend): string {
+  return `${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`;
 }
 
 /** Finds the route for a request by its Host header, then its path. */
@@ -181,6 +193,14 @@ class Forward extends ProxiedRequest {
     this.res.end();
   }
 
+  /** From h2c backends; HTTP/1.1 frames trailers only after a chunked body (not after a Content-Length one, nor to HTTP/1.0). */
+  protected trailers(pairs: string[]): void {
+    if (!this.res.chunkedEncoding) return;
+    const list: [string, string][] = [];
+    for (let i = 0; i < pairs.length; i += 2) list.push([pairs[i]!, pairs[i + 1]!]);
+    this.res.addTrailers(list);
+  }
+
   protected clientGone(): boolean {
     return this.res.destroyed || (this.req.destroyed && !this.req.complete);
   }
@@ -205,7 +225,7 @@ function requestHead(route: Route, req: http.IncomingMessage, rh: RequestHead, b
   const headers = rh.headers;
   let head = requestLine(route, req.method!, req.url!);
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  if (!rh.host) head += `host: ${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}\r\n`;
+  if (!rh.host) head += `host: ${backendAuthority(b)}\r\n`;
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return head + '\r\n';
 }
@@ -221,6 +241,14 @@ function forward(ctx: ProxyContext, route: Route, req: http.IncomingMessage, res
   const handler = new Forward(ctx, route, b, req, res, rh, hasBody, failed !== undefined, started);
   if (route.spec.sticky && sticky !== b.stickyId) handler.setCookie = stickyCookie(route.spec.sticky.cookie, b.stickyId, route.spec.mode === 'https');
   (res as TrackedResponse)[EXCHANGE] = handler;
+  if (route.spec.backend === 'h2c') {
+    const stripped = strippedTarget(route, req.url!);
+    const fields = stripped ? [...rh.headers, 'x-forwarded-prefix', stripped[1]] : rh.headers;
+    const headers = h2cRequestHeaders(req.method!, stripped?.[0] ?? req.url!, rh.host ?? backendAuthority(b), fields, rh.te);
+    const trailers = () => (req.rawTrailers.length ? headerObject(req.rawTrailers) : undefined);
+    handler.abort = h2cPoolFor(ctx, b).dispatch({ headers, body: hasBody ? req : null, trailers, sink: handler });
+    return;
+  }
   handler.abort = poolFor(ctx, b).dispatch({ method: req.method!, head: requestHead(route, req, rh, b, chunked), body: hasBody ? req : null, chunked, sink: handler });
 }
 
@@ -299,8 +327,9 @@ function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
 }
 
 /**
- * The HTTP/1.1 front of a port. For https, the TLS front (https.ts) admits each
- * connection and hands it over decrypted; `scheme` then sets X-Forwarded-Proto.
+ * The HTTP/1.1 front of a port. It does not listen: the plain front (plain.ts)
+ * or the TLS front (https.ts) admits each connection and hands it over;
+ * `scheme` sets X-Forwarded-Proto.
  */
 export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme = 'http'): http.Server {
   const { limits } = ctx;
@@ -312,7 +341,6 @@ export function createHttpServer(ctx: ProxyContext, port: number, scheme: Scheme
     // How often node looks for clients past the header timeout: a slowloris client is cut within this much of it.
     connectionsCheckingInterval: Math.min(1000, limits.headerTimeout),
   });
-  if (scheme === 'http') server.on('connection', (socket: net.Socket) => admitConnection(ctx, socket));
   // With no server-wide socket timeout set, a socket times out only idling between keep-alive requests.
   server.on('timeout', (socket: net.Socket) => {
     ctx.stats.tripped('client-idle-timeout');

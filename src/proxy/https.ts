@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { TLS_POLICY } from '../tls/policy.js';
 import type { CertStore } from '../tls/store.js';
 import type { HandshakeFailure, ProxyContext } from './context.js';
-import { createH2Front } from './h2.js';
+import { createH2Front, withFronts } from './h2.js';
 import { createHttpServer } from './http.js';
 import { admitConnection } from './limits.js';
 
@@ -40,7 +40,7 @@ export function createHttpsServer(ctx: ProxyContext, port: number): tls.Server {
   // Node starts an HTTP server's header-timeout checks when it listens; this one
   // never does (connections come from the TLS front), so start them by hand.
   h1.emit('listening');
-  const h2 = createH2Front(ctx, port);
+  const h2 = createH2Front(ctx, port, 'https');
   const server = tls.createServer({
     ...defaultContext(certs),
     ALPNProtocols: ['h2', 'http/1.1'],
@@ -64,15 +64,5 @@ export function createHttpsServer(ctx: ProxyContext, port: number): tls.Server {
     socket.destroy();
   });
   server.on('secureConnection', (socket: tls.TLSSocket) => (socket.alpnProtocol === 'h2' ? h2.accept(socket) : h1.emit('connection', socket)));
-  return Object.assign(server, {
-    // Listeners.close and forceClose reach the connections through these, as on an http.Server.
-    closeIdleConnections: () => {
-      h1.closeIdleConnections();
-      h2.closeIdle();
-    },
-    closeAllConnections: () => {
-      h1.closeAllConnections();
-      h2.closeAll();
-    },
-  });
+  return withFronts(server, h1, h2);
 }

@@ -5,8 +5,8 @@ import type net from 'node:net';
 import type { Logger } from '../core/log.js';
 import type { Mode } from '../table/spec.js';
 import type { ProxyContext } from './context.js';
-import { createHttpServer } from './http.js';
 import { createHttpsServer } from './https.js';
+import { createPlainServer } from './plain.js';
 import { createTcpServer } from './tcp.js';
 
 interface Listener {
@@ -49,7 +49,7 @@ export class Listeners {
     for (const f of [...this.failures.keys()]) if (!wanted.has(f)) this.failures.delete(f);
     for (const [port, entry] of wanted) {
       if (this.#open.has(port)) continue;
-      const server = entry.mode === 'http' ? createHttpServer(this.#ctx, port) : entry.mode === 'https' ? createHttpsServer(this.#ctx, port) : createTcpServer(this.#ctx, port);
+      const server = entry.mode === 'http' ? createPlainServer(this.#ctx, port) : entry.mode === 'https' ? createHttpsServer(this.#ctx, port) : createTcpServer(this.#ctx, port);
       try {
         await listen(server, this.#host, port);
         // Accept errors (out of descriptors, say) cost one client, never the process.

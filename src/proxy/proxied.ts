@@ -38,10 +38,12 @@ export abstract class ProxiedRequest implements Sink {
   /** Writes body bytes; false when the client cannot take more yet, and `resume` is then called once it can. */
   protected abstract write(chunk: Buffer, resume: () => void): boolean;
   protected abstract end(): void;
+  /** Passes the backend's trailers on, where the client's protocol can carry them. */
+  protected abstract trailers(pairs: string[]): void;
   /** Sends the same request to another backend than this one. */
   protected abstract retry(): void;
   protected abstract fail(code: ErrorCode): void;
-  abstract onHead(status: number, reason: string, headers: string[]): void;
+  abstract onHead(status: number, reason: string, headers: string[], last?: boolean): void;
 
   get done(): boolean {
     return this.#done;
@@ -57,6 +59,10 @@ export abstract class ProxiedRequest implements Sink {
   onData(chunk: Buffer, resume: () => void): boolean {
     // After the client left, the rest of the response is read and dropped, so the connection can be reused.
     return this.#done || this.write(chunk, resume);
+  }
+
+  onTrailers(pairs: string[]): void {
+    if (!this.#done) this.trailers(pairs);
   }
 
   onEnd(): void {

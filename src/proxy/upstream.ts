@@ -10,9 +10,12 @@ import { ResponseParser, type ResponseEvents } from './response-parser.js';
 
 /** What a request's response is handed to. */
 export interface Sink {
-  onHead(status: number, reason: string, headers: string[]): void;
+  /** `last`: the head ends the response (HTTP/2 only: a gRPC trailers-only answer, say). */
+  onHead(status: number, reason: string, headers: string[], last?: boolean): void;
   /** Returns false when the client cannot take more yet; call resume() once it drains. */
   onData(chunk: Buffer, resume: () => void): boolean;
+  /** HTTP/2 backends: the response's trailers, just before onEnd. */
+  onTrailers?(trailers: string[]): void;
   onEnd(): void;
   /** `sent`: whether any byte of the response reached the sink (a head, data). */
   onError(err: NodeJS.ErrnoException, sent: boolean): void;

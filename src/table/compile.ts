@@ -172,6 +172,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         const problems = [...routeProblems];
         if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
         if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
+        if (labels.backend === 'h2c' && pub.mode === 'tcp') problems.push(`meshd.backend=h2c applies to /http and /https ports only; port ${pub.published} is tcp and pipes bytes`);
         if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
         const l7 = pub.mode !== 'tcp';
         const hosts = !l7 ? [] : labels.hosts.length || !options.domain ? labels.hosts : domainHosts(service, options.domain);
@@ -214,6 +215,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
           ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
           ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
           ...(acme ? { acme } : {}),
+          ...(labels.backend === 'h2c' && l7 ? { backend: 'h2c' as const } : {}),
           problems,
         };
         const clash = claims.claim(route);

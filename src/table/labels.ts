@@ -1,7 +1,7 @@
 // Parses a service's `meshd.*` labels. Every mistake becomes a problem string
 // that names the label, what is wrong and how to write it; nothing throws.
 import { parseDuration } from '../core/duration.js';
-import { BALANCES, type Balance, type HealthSpec, type Mode } from './spec.js';
+import { BALANCES, type Balance, type BackendProtocol, type HealthSpec, type Mode } from './spec.js';
 
 export interface PublishSpec {
   published: number;
@@ -28,6 +28,8 @@ export interface ServiceLabels {
   hsts?: string;
   /** meshd.tls=acme: https ports get a certificate ordered over ACME for the service's hosts. */
   acme?: boolean;
+  /** meshd.backend: the protocol spoken to the service's tasks on L7 ports. */
+  backend?: BackendProtocol;
   problems: string[];
 }
 
@@ -196,12 +198,16 @@ export function parseLabels(labels: Record<string, string> | undefined): Service
         if (value === 'acme') out.acme = true;
         else p.push(`${name}: "${value}" is not supported; write acme (certificates from files need no label)`);
         break;
+      case 'meshd.backend':
+        if (value === 'http1' || value === 'h2c') out.backend = value;
+        else p.push(`${name}: "${value}" is not http1 or h2c; backends are spoken to over HTTP/1.1`);
+        break;
       case 'meshd.proxy-protocol':
         if (value === 'v2') out.proxyProtocol = true;
         else p.push(`${name}: "${value}" is not supported; write v2`);
         break;
       default:
-        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.paths, meshd.strip-prefix, meshd.lb, meshd.sticky, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts, meshd.tls and meshd.health.{path,interval,timeout,rise,fall}`);
+        p.push(`${name}: unknown label; meshd reads meshd.publish, meshd.hosts, meshd.paths, meshd.strip-prefix, meshd.lb, meshd.sticky, meshd.proxy-protocol, meshd.max-connections, meshd.idle-timeout, meshd.redirect, meshd.hsts, meshd.tls, meshd.backend and meshd.health.{path,interval,timeout,rise,fall}`);
     }
   }
   return out;

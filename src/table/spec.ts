@@ -7,9 +7,11 @@ export type Mode = 'tcp' | 'http' | 'https';
 /** How a route picks a backend for a request (L7) or connection (L4). */
 export type Balance = 'round-robin' | 'least-conn' | 'p2c' | 'source-hash';
 export const BALANCES: readonly Balance[] = ['round-robin', 'least-conn', 'p2c', 'source-hash'];
+/** How meshd talks to an L7 route's backends: HTTP/1.1 (default) or cleartext HTTP/2, which gRPC servers need. */
+export type BackendProtocol = 'http1' | 'h2c';
 
 export interface HealthSpec {
-  /** HTTP GET path for the active probe; TCP connect when absent. */
+  /** HTTP GET path for the active probe (a gRPC call on h2c routes); TCP connect when absent. */
   path?: string;
   interval: number;
   timeout: number;
@@ -60,6 +62,8 @@ export interface RouteSpec {
   hsts?: string;
   /** https with hosts: serve a certificate ordered over ACME for the hosts (label meshd.tls=acme, file `tls: acme`). */
   acme?: boolean;
+  /** L7: h2c when backends are spoken to over cleartext HTTP/2 (label meshd.backend, file `backend`); absent means http1. */
+  backend?: 'h2c';
   /** Problems found while compiling this route (bad labels, unreachable tasks). */
   problems: string[];
 }

@@ -284,6 +284,8 @@ export interface PortEntry {
   anyHost: HostRoutes | undefined;
   /** L4: the port's one route (also the L7 route without hosts and paths). */
   default: Route | undefined;
+  /** Some route on it forwards over h2c: plain connections may open with the HTTP/2 preface. */
+  h2c: boolean;
 }
 
 /** The route of an L7 request: its host's routes, then those for any host; undefined when none claims it. */
@@ -395,9 +397,10 @@ function buildPorts(routes: Map<string, Route>): Map<number, PortEntry> {
     const { port, mode, hosts } = route.spec;
     let entry = ports.get(port);
     if (!entry) {
-      entry = { port, mode, byHost: new Map(), anyHost: undefined, default: undefined };
+      entry = { port, mode, byHost: new Map(), anyHost: undefined, default: undefined, h2c: false };
       ports.set(port, entry);
     }
+    if (route.spec.backend === 'h2c') entry.h2c = true;
     if (hosts.length === 0) {
       (entry.anyHost ??= new HostRoutes()).add(route);
       if (!route.spec.paths?.length) entry.default = route;

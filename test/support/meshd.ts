@@ -22,6 +22,7 @@ export interface FileRoute {
   redirect?: string;
   hsts?: string;
   tls?: 'acme';
+  backend?: 'http1' | 'h2c';
 }
 
 export class TestMeshd {

@@ -162,6 +162,19 @@ describe('compile', () => {
     ]);
   });
 
+  it('meshd.backend=h2c applies to the http and https ports of a service and is a problem on its tcp ones', () => {
+    const t = compile(snapshot(
+      [service('grpc', { 'meshd.publish': '80:50051/http, 443:50051/https, 50051:50051', 'meshd.backend': 'h2c' }), service('web', { 'meshd.publish': '8080:80/http' })],
+      [task('t1', 'grpc'), task('t2', 'web')],
+    ), options);
+    assert.deepEqual(t.routes.map((r) => [r.name, r.port, r.backend, r.problems]), [
+      ['grpc', 80, 'h2c', []],
+      ['grpc', 443, 'h2c', []],
+      ['web', 8080, undefined, []],
+      ['grpc', 50051, undefined, ['meshd.backend=h2c applies to /http and /https ports only; port 50051 is tcp and pipes bytes']],
+    ]);
+  });
+
   it('meshd.tls=acme marks the https ports of a service with hosts, and is a problem without hosts or https', () => {
     const t = compile(snapshot([
       service('web', { 'meshd.publish': '80:8080/http,443:8080/https', 'meshd.hosts': 'www.a.test', 'meshd.tls': 'acme' }),

@@ -107,6 +107,26 @@ routes:
     assert.throws(() => routesFromDocument(parse('{ routes: [], tls: { certs: [] } }'), defaults), /tls: must be a mapping with `certificates:`/);
   });
 
+  it('reads backend: h2c on http and https routes; a wrong value or a tcp route is a problem on the route, not a refused file', () => {
+    const t = routesFromDocument(parse(`
+routes:
+  - { name: a, publish: 80, mode: http, backend: h2c, backends: [] }
+  - { name: b, publish: 443, mode: https, backend: h2c, backends: [] }
+  - { name: c, publish: 81, mode: http, backend: http1, backends: [] }
+  - { name: d, publish: 82, mode: http, backends: [] }
+  - { name: e, publish: 83, mode: http, backend: grpc, backends: [] }
+  - { name: f, publish: 84, backend: h2c, backends: [] }
+`), defaults);
+    assert.deepEqual(t.routes.map((r) => [r.name, r.mode, r.backend, r.problems]), [
+      ['a', 'http', 'h2c', []],
+      ['c', 'http', undefined, []],
+      ['d', 'http', undefined, []],
+      ['e', 'http', undefined, ['routes[4].backend: "grpc" is not http1 or h2c; backends are spoken to over HTTP/1.1']],
+      ['f', 'tcp', undefined, ['routes[5].backend: h2c applies to mode http or https only; a tcp route pipes bytes']],
+      ['b', 'https', 'h2c', []],
+    ]);
+  });
+
   it('reads redirect (http routes) and hsts (https routes)', () => {
     const t = routesFromDocument(parse(`
 routes:

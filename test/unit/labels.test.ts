@@ -86,6 +86,15 @@ describe('parseLabels', () => {
     assert.match(bad.problems.join('\n'), /meshd.hsts: "forever" is not max-age=SECONDS/);
   });
 
+  it('reads meshd.backend (http1, h2c), and reports any other value', () => {
+    assert.equal(parseLabels({ 'meshd.backend': 'h2c' }).backend, 'h2c');
+    assert.equal(parseLabels({ 'meshd.backend': ' http1 ' }).backend, 'http1');
+    const bad = parseLabels({ 'meshd.backend': 'grpc' });
+    assert.equal(bad.backend, undefined);
+    assert.deepEqual(bad.problems, ['meshd.backend: "grpc" is not http1 or h2c; backends are spoken to over HTTP/1.1']);
+    assert.match(parseLabels({ 'meshd.backends': 'h2c' }).problems[0]!, /meshd\.backend and/, 'the unknown-label message names it');
+  });
+
   it('reads meshd.tls=acme, and reports any other value', () => {
     assert.equal(parseLabels({ 'meshd.tls': 'acme' }).acme, true);
     const bad = parseLabels({ 'meshd.tls': 'letsencrypt' });
