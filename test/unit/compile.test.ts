@@ -191,4 +191,54 @@ describe('compile', () => {
     assert.equal(route('plain', 8080).acme, undefined);
     assert.match(route('plain', 8080).problems.join('\n'), /meshd\.tls=acme applies to \/https ports only; port 8080 is http/);
   });
+
+  it('lets L7 services share a host by path prefix, and reports a prefix two services claim', () => {
+    const t = compile(snapshot([
+      service('site', { 'meshd.publish': '80:80/http', 'meshd.hosts': 'a.test' }),
+      service('api', { 'meshd.publish': '80:80/http', 'meshd.hosts': 'a.test,b.test', 'meshd.paths': '/api, /v2/', 'meshd.strip-prefix': 'true' }),
+      service('clash', { 'meshd.publish': '80:80/http', 'meshd.hosts': 'b.test', 'meshd.paths': '/v2' }),
+      service('static', { 'meshd.publish': '80:80/http', 'meshd.paths': '/static' }),
+    ], []), options);
+    assert.deepEqual(t.routes.map((r) => [r.name, r.hosts, r.paths, r.stripPrefix]), [
+      ['api', ['a.test', 'b.test'], ['/api', '/v2'], true],
+      ['site', ['a.test'], undefined, undefined],
+      ['static', [], ['/static'], undefined],
+    ]);
+    assert.deepEqual(t.notices.map((n) => n.message), ['not served: path /v2 of host b.test on port 80 is already served by api']);
+  });
+
+  it('turns routing labels into the route spec, and misplaced or malformed ones into problems', () => {
+    const t = compile(snapshot([
+      service('web', { 'meshd.publish': '80:80/http,9000:9000', 'meshd.lb': 'least-conn', 'meshd.sticky': 'cookie:SID', 'meshd.paths': '/x' }),
+      service('odd', { 'meshd.publish': '81:80/http', 'meshd.lb': 'random', 'meshd.sticky': 'yes', 'meshd.paths': 'nope,/a/../b', 'meshd.strip-prefix': 'true' }),
+    ], []), options);
+    const web = t.routes.find((r) => r.name === 'web' && r.port === 80)!;
+    assert.deepEqual([web.lb, web.sticky, web.paths], ['least-conn', { cookie: 'SID' }, ['/x']]);
+    const tcp = t.routes.find((r) => r.name === 'web' && r.port === 9000)!;
+    assert.deepEqual([tcp.lb, tcp.sticky, tcp.paths], ['least-conn', undefined, undefined]);
+    assert.match(tcp.problems.join('\n'), /meshd\.paths applies to \/http and \/https ports only; port 9000 is tcp/);
+    assert.match(tcp.problems.join('\n'), /meshd\.sticky applies to \/http and \/https ports only/);
+    const odd = t.routes.find((r) => r.name === 'odd')!;
+    assert.deepEqual([odd.lb, odd.sticky, odd.paths, odd.stripPrefix], [undefined, undefined, undefined, undefined]);
+    for (const m of [/meshd\.lb: "random" is not one of round-robin, least-conn, p2c, source-hash/, /meshd\.sticky: "yes" is not cookie or cookie:NAME/,
+      /meshd\.paths: "nope" is not a path prefix/, /meshd\.paths: "\/a\/\.\.\/b" is not a path prefix/, /meshd\.strip-prefix needs meshd\.paths/]) {
+      assert.match(odd.problems.join('\n'), m);
+    }
+  });
+
+  it('--domain gives HTTP routes without hosts <service>.<domain>, also without the stack prefix; explicit hosts win', () => {
+    const stack = { 'com.docker.stack.namespace': 'demo' };
+    const t = compile(snapshot([
+      { ...service('demo_counter', { 'meshd.publish': '80:80/http', ...stack }) },
+      service('whoami', { 'meshd.publish': '80:80/http,5000:5000' }),
+      service('named', { 'meshd.publish': '80:80/http', 'meshd.hosts': 'shop.example' }),
+    ], []), { ...options, domain: 'local.dev' });
+    assert.deepEqual(t.routes.map((r) => [r.name, r.port, r.hosts]), [
+      ['demo_counter', 80, ['counter.local.dev', 'demo_counter.local.dev']],
+      ['named', 80, ['shop.example']],
+      ['whoami', 80, ['whoami.local.dev']],
+      ['whoami', 5000, []],
+    ]);
+    assert.deepEqual(compile(snapshot([service('whoami', { 'meshd.publish': '80:80/http' })], []), options).routes[0]!.hosts, [], 'no domain, no host');
+  });
 });

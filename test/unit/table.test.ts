@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BackendSpec, RouteSpec, RoutingTable } from '../../src/table/spec.js';
-import { Table } from '../../src/table/table.js';
+import { routeOf, strippedTarget, Table } from '../../src/table/table.js';
 
 const health = { interval: 1000, timeout: 500, rise: 2, fall: 3 };
 function backend(id: string, extra: Partial<BackendSpec> = {}): BackendSpec {
@@ -149,5 +149,41 @@ describe('Table', () => {
     assert.equal(entry.mode, 'http');
     assert.equal(entry.byHost.get('counter.local.dev')!.fallback!.spec.name, 'counter');
     assert.equal(entry.default!.spec.name, 'web');
+  });
+
+  it('routes L7 requests by host, then by the longest path prefix in whole segments; routes for any host take what a host leaves', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    apply(t, rt(
+      route('site', 80, [backend('t1')], { mode: 'http', hosts: ['a.test'] }),
+      route('api', 80, [backend('t2')], { mode: 'http', hosts: ['a.test'], paths: ['/api'] }),
+      route('users', 80, [backend('t3')], { mode: 'http', hosts: ['a.test'], paths: ['/api/users', '/u'] }),
+      route('assets', 80, [backend('t4')], { mode: 'http', paths: ['/static'] }),
+      route('root', 80, [backend('t5')], { mode: 'http', hosts: ['b.test'], paths: ['/'] }),
+    ));
+    const entry = t.ports.get(80)!;
+    const name = (host: string | undefined, target: string) => routeOf(entry, host, target)?.spec.name;
+    const cases: [string | undefined, string, string | undefined][] = [
+      ['a.test', '/', 'site'], ['a.test', '/index.html', 'site'], ['a.test', '/api', 'api'], ['a.test', '/api/', 'api'],
+      ['a.test', '/api/orders?id=1', 'api'], ['a.test', '/api?x=/api/users', 'api'], ['a.test', '/apiary', 'site'],
+      ['a.test', '/api/users', 'users'], ['a.test', '/api/users/7', 'users'], ['a.test', '/api/usersx', 'api'], ['a.test', '/u/1', 'users'],
+      ['a.test', '/static/app.js', 'site'], ['a.test', 'http://a.test/api/users', 'users'], ['a.test', '*', 'site'],
+      ['b.test', '/anything', 'root'], ['c.test', '/static/x', 'assets'], ['c.test', '/', undefined], [undefined, '/static', 'assets'], [undefined, '/api', undefined],
+    ];
+    assert.deepEqual(cases.map(([h, p]) => name(h, p)), cases.map((c) => c[2]), 'each case: host, target → route');
+  });
+
+  it('strips the longest matched prefix for strip-prefix routes and nothing for others', () => {
+    const t = new Table({ drainTimeout: 1000 });
+    apply(t, rt(
+      route('api', 80, [backend('t1')], { mode: 'http', paths: ['/api', '/api/v2'], stripPrefix: true }),
+      route('keep', 80, [backend('t2')], { mode: 'http', hosts: ['k.test'], paths: ['/keep'] }),
+    ));
+    const api = t.routes.get('80 api')!;
+    assert.deepEqual(strippedTarget(api, '/api/users?id=1'), ['/users?id=1', '/api']);
+    assert.deepEqual(strippedTarget(api, '/api'), ['/', '/api']);
+    assert.deepEqual(strippedTarget(api, '/api?q=1'), ['/?q=1', '/api']);
+    assert.deepEqual(strippedTarget(api, '/api/v2/x'), ['/x', '/api/v2']);
+    assert.deepEqual(strippedTarget(api, 'http://h.test/api/x'), ['/x', '/api']);
+    assert.equal(strippedTarget(t.routes.get('80 keep')!, '/keep/x'), undefined);
   });
 });
