@@ -14,6 +14,10 @@ export interface FileRoute {
   publish: number;
   mode?: 'tcp' | 'http' | 'https';
   hosts?: string[];
+  paths?: string[];
+  stripPrefix?: boolean;
+  lb?: 'round-robin' | 'least-conn' | 'p2c' | 'source-hash';
+  sticky?: string;
   backends: string[];
   health?: Record<string, string | number>;
   proxyProtocol?: boolean;
