@@ -19,6 +19,8 @@ interface RouteView {
   port: number;
   mode: string;
   hosts: string[];
+  paths?: string[];
+  lb?: string;
   listening: boolean;
   listenError?: string;
   problems: string[];
@@ -103,7 +105,7 @@ export function render(view: RoutesView): string {
   if (view.discoveryError) out.push(`discovery error: ${view.discoveryError}`);
   const routes = [...view.routes].sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
   for (const r of routes) {
-    const hosts = r.hosts.length ? ` hosts ${r.hosts.join(',')}` : '';
+    const hosts = (r.hosts.length ? ` hosts ${r.hosts.join(',')}` : '') + (r.paths ? ` paths ${r.paths.join(',')}` : '') + (r.lb && r.lb !== 'round-robin' ? ` lb ${r.lb}` : '');
     const listening = r.listening ? '' : ` NOT LISTENING${r.listenError ? `: ${r.listenError}` : ''}`;
     out.push('', `${r.port}/${r.mode}  ${r.name}${hosts}  ${r.eligible}/${r.backends.length} backends healthy${listening}`);
     if (r.backends.length) {

@@ -52,54 +52,75 @@ class RoundRobin<B extends Pickable> implements Balancer<B> {
   moved(): void {}
 }
 
+/** A backend's place in least-conn's buckets: a doubly-linked list per in-flight count. */
+interface Slot<B> {
+  b: B;
+  bucket: number;
+  prev: Slot<B> | undefined;
+  next: Slot<B> | undefined;
+}
+
 /**
- * Fewest in-flight first. Backends sit in buckets by their in-flight count; a
- * count changes by one at a time, so keeping the lowest non-empty bucket is
- * O(1). A picked backend leaves its bucket and re-enters at the back when its
- * work is done, which makes ties go round-robin.
+ * Fewest in-flight first. Backends sit in buckets by their in-flight count, each
+ * a linked list; a count changes by one at a time, so moving a backend and
+ * keeping the lowest non-empty bucket are O(1). A backend enters its new
+ * bucket at the back, so ties go round-robin.
  */
 class LeastConn<B extends Pickable> implements Balancer<B> {
-  #buckets: Set<B>[] = [];
-  #members = new Set<B>();
+  #heads: (Slot<B> | undefined)[] = [];
+  #tails: (Slot<B> | undefined)[] = [];
+  #slots = new Map<B, Slot<B>>();
   #min = 0;
 
   reset(eligible: B[]): void {
-    this.#buckets = [];
-    this.#members = new Set(eligible);
+    this.#heads = [];
+    this.#tails = [];
+    this.#slots = new Map();
     this.#min = Infinity;
-    for (const b of eligible) this.#bucket(b.active).add(b);
-    this.#settle();
-  }
-
-  #bucket(n: number): Set<B> {
-    let set = this.#buckets[n];
-    if (!set) set = this.#buckets[n] = new Set();
-    if (n < this.#min) this.#min = n;
-    return set;
-  }
-
-  /** Moves the low-water mark up past empty buckets. */
-  #settle(): void {
-    if (this.#members.size === 0) return void (this.#min = 0);
+    for (const b of eligible) {
+      const slot: Slot<B> = { b, bucket: b.active, prev: undefined, next: undefined };
+      this.#slots.set(b, slot);
+      this.#append(slot);
+    }
     if (!Number.isFinite(this.#min)) this.#min = 0;
-    while (!this.#buckets[this.#min]?.size) this.#min++;
+  }
+
+  #append(slot: Slot<B>): void {
+    const n = slot.bucket;
+    const tail = this.#tails[n];
+    slot.prev = tail;
+    slot.next = undefined;
+    if (tail) tail.next = slot;
+    else this.#heads[n] = slot;
+    this.#tails[n] = slot;
+    if (n < this.#min) this.#min = n;
+  }
+
+  #unlink(slot: Slot<B>): void {
+    const n = slot.bucket;
+    if (slot.prev) slot.prev.next = slot.next;
+    else this.#heads[n] = slot.next;
+    if (slot.next) slot.next.prev = slot.prev;
+    else this.#tails[n] = slot.prev;
   }
 
   pick(avoid: B | undefined): B | undefined {
-    if (this.#members.size === 0) return undefined;
-    for (let n = this.#min; n < this.#buckets.length; n++) {
-      const set = this.#buckets[n];
-      if (!set) continue;
-      for (const b of set) if (b !== avoid) return b;
+    if (this.#slots.size === 0) return undefined;
+    for (let n = this.#min; n < this.#heads.length; n++) {
+      for (let s = this.#heads[n]; s; s = s.next) if (s.b !== avoid) return s.b;
     }
     return undefined;
   }
 
-  moved(b: B, from: number): void {
-    if (!this.#members.has(b)) return;
-    this.#buckets[from]?.delete(b);
-    this.#bucket(b.active).add(b);
-    this.#settle();
+  moved(b: B): void {
+    const slot = this.#slots.get(b);
+    if (!slot) return;
+    const from = slot.bucket;
+    this.#unlink(slot);
+    slot.bucket = Math.max(0, b.active);
+    this.#append(slot);
+    // The low-water mark only rises when its last backend left it, and then by one.
+    if (from === this.#min && !this.#heads[from] && slot.bucket > from) this.#min = slot.bucket;
   }
 }
 
