@@ -212,20 +212,19 @@ function expand(node: Node, problems: string[]): Conj[] {
       return node.items.flatMap((item) => expand(item, problems));
     case 'and': {
       let acc: Conj[] = [ANY];
+      let never = false;
       for (const item of node.items) {
         const next: Conj[] = [];
         for (const right of expand(item, problems)) for (const left of acc) {
           const hosts = intersectHosts(left.hosts, right.hosts);
           const paths = intersectPaths(left.paths, right.paths);
-          if (hosts?.length === 0 || paths?.length === 0) {
-            problems.push(`${show(node)}: an alternative asks for two different hosts or paths at once and never matches; it is left out`);
-            continue;
-          }
+          if (hosts?.length === 0 || paths?.length === 0) { never = true; continue; }
           next.push({ hosts, paths, ignored: [...left.ignored, ...right.ignored] });
         }
         if (next.length > MAX_ALTERNATIVES) throw new RuleError(`expands to more than ${MAX_ALTERNATIVES} alternatives`);
         acc = next;
       }
+      if (never) problems.push(`${show(node)}: an alternative asks for two different hosts or paths at once and never matches; it is left out`);
       return acc;
     }
   }
