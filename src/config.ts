@@ -2,6 +2,7 @@
 // can also be set as `MESHD_SOME_NAME`; a flag on the command line wins.
 import { parseDuration } from './core/duration.js';
 import { parseSize } from './core/size.js';
+import { COMPAT_KINDS, DEFAULT_ENTRYPOINTS, parseEntrypoints, type CompatKind, type Entrypoint } from './table/compat.js';
 
 export interface Config {
   provider: 'swarm' | 'file';
@@ -13,6 +14,8 @@ export interface Config {
   dockerHost: string;
   network: string | undefined;
   domain: string | undefined;
+  compat: CompatKind[];
+  compatEntrypoint: Record<string, Entrypoint>;
   resyncInterval: number;
   taskPollInterval: number;
   listenHost: string;
@@ -39,7 +42,7 @@ export interface Config {
   logLevel: string;
 }
 
-type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice';
+type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice' | 'list' | 'entrypoints';
 
 interface FlagSpec {
   key: keyof Config;
@@ -62,6 +65,8 @@ const FLAGS: Record<string, FlagSpec> = {
   'docker-host': { key: 'dockerHost', kind: 'string', default: process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock', help: 'Docker Engine API address (unix:///path or tcp://host:port); read with GET only' },
   network: { key: 'network', kind: 'string', help: 'network on which to reach tasks (default: any network meshd shares with the task)' },
   domain: { key: 'domain', kind: 'string', help: 'HTTP routes without meshd.hosts answer <service>.DOMAIN, and <service without its stack prefix>.DOMAIN' },
+  compat: { key: 'compat', kind: 'list', choices: COMPAT_KINDS, default: '', help: 'also route services without meshd.publish by their Traefik labels (traefik) or dockercloud/haproxy environment (dockercloud): a comma list, none by default' },
+  'compat-entrypoint': { key: 'compatEntrypoint', kind: 'entrypoints', default: DEFAULT_ENTRYPOINTS, help: '--compat traefik: the published port of each Traefik entrypoint, NAME=PORT[/http|/https],...' },
   'resync-interval': { key: 'resyncInterval', kind: 'duration', default: '10s', help: 'full re-list of services, nodes and networks' },
   'task-poll-interval': { key: 'taskPollInterval', kind: 'duration', default: '1s', help: 'task re-list (the engine emits no task events)' },
   'listen-host': { key: 'listenHost', kind: 'string', default: '0.0.0.0', help: 'address the published ports listen on' },
@@ -126,6 +131,17 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
       if (bytes === undefined || bytes < spec.min! || bytes > spec.max!) throw bad(`must be a size from ${spec.min} to ${spec.max} bytes, such as 16KiB`);
       return bytes;
     }
+    case 'list': {
+      const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      const unknown = items.find((item) => !spec.choices!.includes(item));
+      if (unknown !== undefined) throw bad(`"${unknown}" is not one of ${spec.choices!.join(', ')}`);
+      return [...new Set(items)];
+    }
+    case 'entrypoints': {
+      const entrypoints = parseEntrypoints(raw);
+      if (typeof entrypoints === 'string') throw bad(entrypoints);
+      return entrypoints;
+    }
     case 'addr': {
       const m = /^(.*):(\d+)$/.exec(raw);
       const port = m ? Number(m[2]) : NaN;
@@ -138,7 +154,7 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
 export function helpText(): string {
   const lines = ['Usage: meshd [flags]', '       meshd status [--watch] [--json]   (the table of a running meshd; meshd status --help)', '', 'A routing-mesh load balancer for Docker Swarm.', '', 'Flags (each also settable as MESHD_<NAME> in the environment):'];
   for (const [flag, spec] of Object.entries(FLAGS)) {
-    const def = spec.default !== undefined ? ` (default ${spec.default})` : '';
+    const def = spec.default ? ` (default ${spec.default})` : '';
     lines.push(`  --${flag.padEnd(22)} ${spec.help}${def}`);
   }
   lines.push(`  --${'help'.padEnd(22)} show this text`);

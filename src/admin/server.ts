@@ -61,6 +61,7 @@ function routesView(table: Table, listeners: Listeners, certs: CertStore, acme: 
       ...(r.spec.sticky ? { sticky: r.spec.sticky } : {}),
       health: r.spec.health,
       proxyProtocol: r.spec.proxyProtocol,
+      ...(r.spec.from ? { from: r.spec.from } : {}),
       listening: listeners.ports.includes(r.spec.port),
       ...(r.spec.mode === 'https' ? { tls: routeTls(r.spec.hosts, certs) } : {}),
       ...(r.spec.acme && acme ? { acme: acme.status(r.spec) } : {}),

@@ -17,7 +17,7 @@ export interface SwarmService {
     Name: string;
     Labels?: Record<string, string>;
     Mode?: { Replicated?: { Replicas?: number }; Global?: object };
-    TaskTemplate?: { Networks?: { Target: string; Aliases?: string[] }[] };
+    TaskTemplate?: { ContainerSpec?: { Env?: string[] }; Networks?: { Target: string; Aliases?: string[] }[] };
     EndpointSpec?: { Mode?: 'vip' | 'dnsrr'; Ports?: PortConfig[] };
   };
   Endpoint?: { Ports?: PortConfig[] };

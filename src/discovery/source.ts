@@ -107,7 +107,7 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       role = 'manager';
     }
   }
-  const toTable = (snapshot: SwarmSnapshot) => onTable(compile(snapshot, { defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs, domain: config.domain }));
+  const toTable = (snapshot: SwarmSnapshot) => onTable(compile(snapshot, { defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs, domain: config.domain, compat: { kinds: config.compat, entrypoints: config.compatEntrypoint } }));
   const token = readToken(config.peerTokenFile);
   log.info({ role, networks: self.networks, ipvs: self.ipvs, network: config.network ?? null, service: self.service ?? null }, 'swarm discovery starting');
 

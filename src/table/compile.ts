@@ -2,6 +2,7 @@
 // no clock; the same snapshot always gives the same table. A malformed service
 // becomes a notice or a route problem and never blanks the rest of the table.
 import type { SwarmSnapshot, SwarmTask, SwarmService } from '../discovery/snapshot.js';
+import { compatRouteSets, type CompatOptions } from './compat.js';
 import { parseLabels, type ServiceLabels } from './labels.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, Notice, RouteSpec, RoutingTable } from './spec.js';
 
@@ -15,6 +16,8 @@ export interface CompileOptions {
   ipvs: boolean;
   /** --domain: HTTP routes without hosts answer `<service>.<domain>` (and without the stack prefix). */
   domain?: string | undefined;
+  /** --compat: services without meshd.publish are also routed by their Traefik labels or dockercloud/haproxy environment. */
+  compat?: CompatOptions | undefined;
 }
 
 /** One way a service asks to be routed: its own meshd.* labels, or a set mapped from compatibility labels. */
@@ -120,9 +123,10 @@ function domainHosts(service: SwarmService, domain: string): string[] {
   return [...(short ? [`${short}.${domain}`] : []), `${name}.${domain}`];
 }
 
-/** The route sets of a service: its meshd.* labels. */
-function routeSets(service: SwarmService): RouteSet[] {
-  return [{ labels: parseLabels(service.Spec.Labels) }];
+/** The route sets of a service: its meshd.* labels, then what --compat maps from other labels. */
+function routeSets(service: SwarmService, compat: CompatOptions | undefined): RouteSet[] {
+  const own = parseLabels(service.Spec.Labels);
+  return [{ labels: own }, ...compatRouteSets(service, own, compat)];
 }
 
 export function compile(snapshot: SwarmSnapshot, options: CompileOptions): RoutingTable {
@@ -157,7 +161,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         message: `port ${p.published} is published the standard way (ingress mode): ${mesh}. To serve it with meshd, remove the published port and add the service label meshd.publish=${p.published}:${p.target} and the meshd network`,
       });
     }
-    for (const set of routeSets(service)) {
+    for (const set of routeSets(service, options.compat)) {
       const name = set.suffix ? `${serviceName}@${set.suffix}` : serviceName;
       const { labels } = set;
       if (labels.publish.length === 0) {

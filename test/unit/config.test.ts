@@ -36,7 +36,32 @@ describe('config', () => {
     for (const flag of ['--acme-email', '--acme-directory', '--acme-ca-file', '--acme-storage']) assert.match(helpText(), new RegExp(flag));
   });
 
+  it('has --compat off and the usual Traefik entrypoints by default', () => {
+    const c = parseConfig([], {});
+    if (c === 'help') throw new Error('help');
+    assert.deepEqual(c.compat, []);
+    assert.deepEqual(c.compatEntrypoint, { web: { port: 80 }, websecure: { port: 443 } });
+    for (const flag of ['--compat ', '--compat-entrypoint']) assert.match(helpText(), new RegExp(flag));
+  });
+
+  it('takes --compat and --compat-entrypoint, also as MESHD_COMPAT and MESHD_COMPAT_ENTRYPOINT', () => {
+    const c = parseConfig(['--compat', 'traefik, dockercloud,traefik', '--compat-entrypoint=http=8080,https=8443/https'], {});
+    if (c === 'help') throw new Error('help');
+    assert.deepEqual(c.compat, ['traefik', 'dockercloud']);
+    assert.deepEqual(c.compatEntrypoint, { http: { port: 8080 }, https: { port: 8443, mode: 'https' } });
+    const e = parseConfig([], { MESHD_COMPAT: 'dockercloud', MESHD_COMPAT_ENTRYPOINT: 'web=81' });
+    if (e === 'help') throw new Error('help');
+    assert.deepEqual([e.compat, e.compatEntrypoint], [['dockercloud'], { web: { port: 81 } }]);
+    const none = parseConfig(['--compat='], {});
+    if (none === 'help') throw new Error('help');
+    assert.deepEqual(none.compat, []);
+  });
+
   const bad: [string[], Record<string, string>, RegExp][] = [
+    [['--compat', 'nginx'], {}, /^--compat: "nginx" is not one of traefik, dockercloud/],
+    [[], { MESHD_COMPAT: 'traefik,haproxy' }, /^--compat: "haproxy" is not one of/],
+    [['--compat-entrypoint', 'web:80'], {}, /^--compat-entrypoint: "web:80" is not NAME=PORT/],
+    [['--compat-entrypoint', 'web=80,web=443'], {}, /^--compat-entrypoint: entrypoint web is listed twice/],
     [['--health-interval', 'soon'], {}, /^--health-interval: must be a duration/],
     [['--provider', 'consul'], {}, /^--provider: must be one of swarm, file/],
     [['--provider', 'file'], {}, /^--routes: required/],
