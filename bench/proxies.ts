@@ -65,8 +65,8 @@ export async function startMeshd(dir: string, ports: MeshdPorts, backends: numbe
 }
 
 /** meshd on a given routes file; resolves once the admin port and `listen` ports accept. */
-export async function spawnMeshd(routesFile: string, admin: number, listen: number[], logLevel = 'warn', cpu?: number, nodeFlags: string[] = []): Promise<Running> {
-  const child = track(spawn(...pinned(cpu, process.execPath, [...nodeFlags, MESHD_MAIN, '--provider', 'file', '--routes', routesFile, '--listen-host', '127.0.0.1',
+export async function spawnMeshd(routesFile: string, admin: number, listen: number[], logLevel = 'warn', cpu?: number): Promise<Running> {
+  const child = track(spawn(...pinned(cpu, process.execPath, [MESHD_MAIN, '--provider', 'file', '--routes', routesFile, '--listen-host', '127.0.0.1',
     '--admin-addr', `127.0.0.1:${admin}`, '--log-level', logLevel]), { stdio: ['ignore', 'ignore', 'inherit'] }));
   for (const port of [admin, ...listen]) await waitPort(port, child);
   return running('meshd', child);
