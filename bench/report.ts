@@ -22,6 +22,8 @@ export interface ScenarioResult {
   cells: Record<string, Cell>;
   /** Median over rounds of the per-round ratio (both runs of a round are seconds apart). */
   ratios: Record<string, number>;
+  /** Each round's ratio, in round order. */
+  perRound?: Record<string, number[]>;
 }
 
 export interface Report {

@@ -10,11 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startEngines, ENGINES } from './engines.js';
-import { HERE, freePort, killAll, killTree, median, round, runLoad, sleep } from './harness.js';
+import { freePort, killAll, killTree, round, runLoad, sleep } from './harness.js';
 import { measureIdle, type IdleResult } from './idle.js';
-import { familyCpu, familyKiB, RssSampler } from './proc.js';
-import { ensureTools, startBackends, startHaproxy, startMeshd, startNginx, toolVersions, type Running } from './proxies.js';
-import { markdown, type Cell, type Report, type ScenarioResult } from './report.js';
+import { familyKiB } from './proc.js';
+import { ensureTools, startBackends, startHaproxy, startMeshd, startNginx } from './proxies.js';
+import { markdown, type Report, type ScenarioResult } from './report.js';
+import { log, machine, measure, sourceDir, type Ratio, type Target } from './rounds.js';
 import { measureTableUpdates } from './table-update.js';
 
 interface Options { rounds: number; duration: number; check: boolean; writeBaseline: boolean }
@@ -40,11 +41,9 @@ const SCENARIOS: Scenario[] = [
   { id: 'c', title: 'keep-alive, 64 KiB responses, 64 connections', path: '/64k', close: false, connections: 64 },
 ];
 
-/** What the load generator is pointed at; `proc` is whose CPU and memory are sampled (none for direct). */
-interface Target { label: string; port: number; proc?: Running }
 
 /** The ratios reported for each scenario: [name, numerator, denominator, figure]. */
-const RATIOS: [string, string, string, 'rps' | 'p99' | 'cpuUsPerReq'][] = [
+const RATIOS: Ratio[] = [
   ['meshd http ÷ haproxy http, req/s', 'meshd http', 'haproxy http', 'rps'],
   ['meshd http ÷ haproxy http, p99', 'meshd http', 'haproxy http', 'p99'],
   ['meshd http ÷ haproxy http, CPU/req', 'meshd http', 'haproxy http', 'cpuUsPerReq'],
@@ -56,61 +55,6 @@ const RATIOS: [string, string, string, 'rps' | 'p99' | 'cpuUsPerReq'][] = [
   ['meshd tcp ÷ direct, req/s', 'meshd tcp', 'direct', 'rps'],
 ];
 const CHECK_RATIO = 'meshd http ÷ haproxy http, req/s';
-
-const log = (line: string) => process.stderr.write(line + '\n');
-
-/** The source bench/ dir (results, baseline): npm runs from the project root; else beside the default build. */
-function sourceDir(): string {
-  for (const d of [path.resolve(process.cwd(), 'bench'), path.resolve(HERE, '../../bench')]) {
-    if (fs.existsSync(path.join(d, 'run.ts'))) return d;
-  }
-  throw new Error('cannot find the bench/ sources: run from the project root');
-}
-
-function machine(): Report['machine'] {
-  const cpu = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
-  return { nproc: os.availableParallelism(), cpu, node: process.version, kernel: os.release(), ...toolVersions() };
-}
-
-/** Interleaved rounds of one scenario over the targets. */
-async function measure(s: Scenario, targets: Target[], opt: Options): Promise<ScenarioResult> {
-  const runs = new Map<string, { rps: number; p50: number; p99: number; errors: number; non2xx: number; cpu: number | null; rss: number | null }[]>();
-  for (let n = 1; n <= opt.rounds; n++) {
-    for (const t of targets) {
-      const cpuBefore = t.proc ? familyCpu(t.proc.pid) : 0;
-      const rss = t.proc ? new RssSampler(t.proc.pid) : undefined;
-      const r = await runLoad({ url: `http://127.0.0.1:${t.port}${s.path}`, connections: s.connections, duration: opt.duration, close: s.close });
-      const peak = rss?.stop() ?? null;
-      const cpu = t.proc && r.requests ? (familyCpu(t.proc.pid) - cpuBefore) / r.requests : null;
-      runs.set(t.label, [...(runs.get(t.label) ?? []), { ...r, cpu, rss: peak }]);
-      log(`(${s.id}) round ${n}/${opt.rounds} ${t.label.padEnd(32)} ${String(r.rps).padStart(6)} req/s  p99 ${r.p99} ms  ${cpu === null ? '' : `${round(cpu, 1)} µs/req`}${r.errors + r.non2xx ? `  errors ${r.errors} non-2xx ${r.non2xx}` : ''}`);
-    }
-  }
-  const cells: Record<string, Cell> = {};
-  for (const [label, rs] of runs) {
-    const cpus = rs.map((r) => r.cpu).filter((c): c is number => c !== null);
-    const rsses = rs.map((r) => r.rss).filter((c): c is number => c !== null);
-    cells[label] = {
-      rps: Math.round(median(rs.map((r) => r.rps))),
-      p50: round(median(rs.map((r) => r.p50)), 2),
-      p99: round(median(rs.map((r) => r.p99)), 2),
-      errors: rs.reduce((n, r) => n + r.errors, 0),
-      non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
-      cpuUsPerReq: cpus.length ? round(median(cpus), 1) : null,
-      peakRssKiB: rsses.length ? Math.max(...rsses) : null,
-      rounds: rs.map((r) => ({ rps: r.rps, p99: r.p99, cpuUsPerReq: r.cpu === null ? null : round(r.cpu, 1) })),
-    };
-  }
-  const ratios: Record<string, number> = {};
-  for (const [name, a, b, figure] of RATIOS) {
-    const ra = cells[a]?.rounds;
-    const rb = cells[b]?.rounds;
-    if (!ra || !rb) continue;
-    const per = ra.map((x, i) => (x[figure] ?? NaN) / (rb[i]![figure] ?? NaN)).filter(Number.isFinite);
-    if (per.length) ratios[name] = round(median(per), 2);
-  }
-  return { title: s.title, connections: s.connections, cells, ratios };
-}
 
 /** 1,000 idle connections through fresh instances, so RSS is not that of a heap grown under load. */
 async function idlePhase(dir: string, backends: number[]): Promise<Record<string, IdleResult>> {
@@ -161,7 +105,10 @@ async function suite(opt: Options, dir: string): Promise<Report> {
   log(`warm-up done; ${opt.rounds} rounds of ${opt.duration} s per target and scenario`);
 
   const scenarios: Record<string, ScenarioResult> = {};
-  for (const s of opt.check ? SCENARIOS.slice(0, 1) : SCENARIOS) scenarios[s.id] = await measure(s, s.id === 'a' ? withEngines : main, opt);
+  for (const s of opt.check ? SCENARIOS.slice(0, 1) : SCENARIOS) scenarios[s.id] = await measure({
+    id: s.id, title: s.title, connections: s.connections, rounds: opt.rounds, ratios: RATIOS,
+    load: (t) => runLoad({ url: `http://127.0.0.1:${t.port}${s.path}`, connections: s.connections, duration: opt.duration, close: s.close }),
+  }, s.id === 'a' ? withEngines : main);
 
   const peakRssKiB: Record<string, number> = { meshd: familyKiB(meshd.pid, 'VmHWM'), haproxy: familyKiB(haproxy.pid, 'VmHWM') };
   if (nginx) peakRssKiB['nginx (master + workers)'] = familyKiB(nginx.pid, 'VmHWM');
