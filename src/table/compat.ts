@@ -292,6 +292,7 @@ interface Draft {
   base: string;
   labels: ServiceLabels;
   from: string[];
+  anyHost?: boolean;
 }
 
 /** Names the sets: one set keeps the service's name; several get `@base`, `@base-2`, ... */
@@ -301,7 +302,7 @@ function finish(drafts: Draft[], general: string[]): RouteSet[] {
   for (const d of drafts) {
     const n = (used.get(d.base) ?? 0) + 1;
     used.set(d.base, n);
-    out.push({ labels: d.labels, from: d.from, ...(drafts.length > 1 ? { suffix: n === 1 ? d.base : `${d.base}-${n}` } : {}) });
+    out.push({ labels: d.labels, from: d.from, ...(d.anyHost ? { anyHost: true } : {}), ...(drafts.length > 1 ? { suffix: n === 1 ? d.base : `${d.base}-${n}` } : {}) });
   }
   if (general.length) out.push({ labels: labelsOf({ problems: general }) });
   return out;
@@ -858,6 +859,8 @@ function dockercloud(service: SwarmService, health: Partial<HealthSpec>, general
       drafts.push({
         base: 'http',
         from: fromOf('SERVICE_PORTS', 'VIRTUAL_HOST'),
+        // Without a virtual host, dockercloud/haproxy makes it the port's default backend.
+        ...(set.hosts === null ? { anyHost: true } : {}),
         labels: labelsOf({
           ...common,
           publish: set.publish.sort((a, b) => a.published - b.published),

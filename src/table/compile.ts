@@ -27,6 +27,8 @@ export interface RouteSet {
   suffix?: string;
   /** The labels or environment variables the set was made from. */
   from?: string[];
+  /** Answers any host on purpose (dockercloud/haproxy's default backend): --domain gives it no host. */
+  anyHost?: boolean;
 }
 
 const INGRESS = 'ingress';
@@ -179,7 +181,7 @@ export function compile(snapshot: SwarmSnapshot, options: CompileOptions): Routi
         if (labels.backend === 'h2c' && pub.mode === 'tcp') problems.push(`meshd.backend=h2c applies to /http and /https ports only; port ${pub.published} is tcp and pipes bytes`);
         if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
         const l7 = pub.mode !== 'tcp';
-        const hosts = !l7 ? [] : labels.hosts.length || !options.domain ? labels.hosts : domainHosts(service, options.domain);
+        const hosts = !l7 ? [] : labels.hosts.length || !options.domain || set.anyHost ? labels.hosts : domainHosts(service, options.domain);
         // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
         const acme = labels.acme === true && pub.mode === 'https' && hosts.length > 0;
         if (labels.acme && pub.mode === 'https' && !hosts.length) problems.push(`meshd.tls=acme needs meshd.hosts: without host names there is nothing to order a certificate for; port ${pub.published} is served with certificates from files`);

@@ -28,11 +28,11 @@ function tasksOf(s: SwarmSnapshot, name: string): { id: string; host: string }[]
 }
 
 describe('compile --compat on engine-shaped answers', () => {
-  it('with --domain: whoami and app answer their names, counter its rule\'s host, redis is left alone', () => {
+  it('with --domain: whoami answers its name, app stays port 80\'s default as in dockercloud/haproxy, counter answers its rule\'s host, redis is left alone', () => {
     const s = snapshot();
     const t = compile(s, { ...options, domain: 'local.dev' });
     assert.deepEqual(t.routes.map((r) => [r.name, r.mode, r.port, r.hosts]), [
-      ['app', 'http', 80, ['app.local.dev']],
+      ['app', 'http', 80, []],
       ['counter', 'http', 80, ['counter.local.dev']],
       ['whoami', 'http', 80, ['whoami.local.dev']],
     ]);
