@@ -187,6 +187,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   const config = out as unknown as Config;
   if (config.provider === 'file' && !config.routes) throw new ConfigError('--routes: required with --provider file');
+  if (config.domain !== undefined) {
+    config.domain = config.domain.toLowerCase().replace(/^\.|\.$/g, '');
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(config.domain)) throw new ConfigError(`--domain: ${JSON.stringify(config.domain)} is not a DNS name such as local.dev`);
+  }
   if (config.healthTimeout > config.healthInterval) {
     if (given.has('health-timeout')) throw new ConfigError('--health-timeout: must not exceed --health-interval');
     config.healthTimeout = config.healthInterval;

@@ -36,6 +36,15 @@ describe('config', () => {
     for (const flag of ['--acme-email', '--acme-directory', '--acme-ca-file', '--acme-storage']) assert.match(helpText(), new RegExp(flag));
   });
 
+  it('takes --domain as a lower-case DNS name, and refuses anything else', () => {
+    const c = parseConfig(['--domain', 'Local.Dev.'], {});
+    if (c === 'help') throw new Error('help');
+    assert.equal(c.domain, 'local.dev');
+    const none = parseConfig([], {});
+    assert.equal(none === 'help' ? 'help' : none.domain, undefined);
+    for (const bad of ['local dev', '*.local.dev', 'a..b', '-a.dev']) assert.throws(() => parseConfig(['--domain', bad], {}), /--domain: .* is not a DNS name/);
+  });
+
   it('has --compat off and the usual Traefik entrypoints by default', () => {
     const c = parseConfig([], {});
     if (c === 'help') throw new Error('help');
