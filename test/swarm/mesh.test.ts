@@ -51,9 +51,13 @@ describe('meshd on a 3-node swarm', () => {
     pebble = await startPebble({ httpPort: 80, host: CLIENT_ADDR, answer: lab.nodes[1]!.addr });
     await secret('meshd_token', 'lab-token-0123456789\n');
     await secret('pebble_ca', fs.readFileSync(pebble.caFile, 'utf8'));
-    // deploy/stack.yml as shipped, plus the ACME settings that point at pebble.
+    // deploy/stack.yml as shipped, plus the ACME settings that point at pebble and the compatibility flags.
     const stack = YAML.parse(fs.readFileSync(path.join(REPO, 'deploy/stack.yml'), 'utf8')) as { services: { meshd: { environment?: Record<string, string>; secrets: string[] } }; secrets: Record<string, unknown> };
-    stack.services.meshd.environment = { MESHD_ACME_EMAIL: 'ops@acme.test', MESHD_ACME_DIRECTORY: pebble.directoryUrl, MESHD_ACME_CA_FILE: '/run/secrets/pebble_ca' };
+    stack.services.meshd.environment = {
+      MESHD_ACME_EMAIL: 'ops@acme.test', MESHD_ACME_DIRECTORY: pebble.directoryUrl, MESHD_ACME_CA_FILE: '/run/secrets/pebble_ca',
+      // The Traefik and dockercloud/haproxy example stacks run unchanged, and services without hosts get <name>.local.dev.
+      MESHD_COMPAT: 'traefik,dockercloud', MESHD_DOMAIN: 'local.dev',
+    };
     stack.services.meshd.secrets.push('pebble_ca');
     stack.secrets.pebble_ca = { external: true };
     const stackFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-stack-')), 'stack.yml');
@@ -200,7 +204,8 @@ describe('meshd on a 3-node swarm', () => {
     for (const node of lab.nodes) {
       const seen: string[] = [];
       for (let i = 0; i < 6; i++) {
-        const r = await whoami(node, 8080);
+        // --domain names the service: pinned.local.dev.
+        const r = await whoami(node, 8080, 'pinned.local.dev');
         seen.push(r.task);
         assert.equal(r.forwardedFor, CLIENT_ADDR, 'the backend sees the client, not a node');
       }
@@ -279,6 +284,42 @@ describe('meshd on a 3-node swarm', () => {
       assert.equal(r.headers.location, 'https://acme.test/p?q=1');
     }
     await docker(manager, 'service', 'rm', 'secure');
+  });
+
+  scenario('runs the Traefik and dockercloud/haproxy example stacks unchanged: whoami.local.dev, a SERVICE_PORTS app as port 80\'s default, the counter by its Traefik v2 rule', async () => {
+    // The seeds' stacks, as written for Traefik v1, dockercloud/haproxy and Traefik v2: only the network is meshd's.
+    await createApp('whoami', '--replicas', '2', '--label', 'traefik.port=80');
+    await createApp('app', '--replicas', '2', '--env', 'SERVICE_PORTS=80');
+    await docker(manager, 'service', 'create', '--detach', '--no-resolve-image', '--name', 'redis', '--network', 'meshd', '--endpoint-mode', 'dnsrr', 'meshlab/redis:latest');
+    await createApp('counter', '--replicas', '2', '--env', 'MODE=counter', '--env', 'REDIS=redis:6379',
+      '--label', 'traefik.http.routers.counter.rule=Host(`counter.local.dev`)', '--label', 'traefik.http.services.counter.loadbalancer.server.port=80');
+    for (const name of ['whoami', 'app', 'counter']) {
+      await everyNodeFollows(name, 2, 60_000);
+      await allActive(name, 2);
+    }
+    const view = await route(manager, 'whoami') as RouteView & { from?: string[] };
+    assert.deepEqual([view.hosts, view.from], [['whoami.local.dev'], ['traefik.port']]);
+    const byName = { whoami: new Set<string>(), app: new Set<string>() };
+    for (const node of lab.nodes) {
+      for (let i = 0; i < 4; i++) {
+        byName.whoami.add((await whoami(node, 80, 'whoami.local.dev')).task);
+        // Any host no route names reaches the dockercloud app, port 80's default.
+        byName.app.add((await whoami(node, 80, `unnamed-${i}.test`)).task);
+      }
+    }
+    assert.equal(byName.whoami.size, 2, 'both whoami tasks answered whoami.local.dev');
+    assert.equal(byName.app.size, 2, 'both app tasks answered as the default');
+    assert.ok([...byName.app].every((t) => !byName.whoami.has(t)), 'and never each other\'s requests');
+    const counts: number[] = [];
+    await waitFor(async () => (await get(80, '/', { host: 'counter.local.dev' }, false, manager.addr)).status === 200, 30_000, 'redis and the counter to answer');
+    for (let i = 0; i < 6; i++) {
+      const r = await get(80, '/', { host: 'counter.local.dev' }, false, lab.nodes[i % 3]!.addr);
+      const m = /viewed (\d+) times/.exec(r.body);
+      assert.ok(r.status === 200 && m, `counter.local.dev through ${lab.nodes[i % 3]!.addr}: ${r.status} ${r.body}`);
+      counts.push(Number(m[1]));
+    }
+    assert.deepEqual(counts, counts.map((_, i) => counts[0]! + i), 'one count through every node');
+    await docker(manager, 'service', 'rm', 'whoami', 'app', 'counter', 'redis');
   });
 
   scenario('sends nothing to a task before its HEALTHCHECK passes, and ejects a replica that fails its probe on every node', async () => {
