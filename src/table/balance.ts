@@ -11,11 +11,13 @@ export interface Pickable {
   active: number;
   /** Stable across nodes and tables (the task ID): places it on the hash ring. */
   readonly id: string;
+  /** In rotation now (source-hash keeps every backend on its ring and skips the others). */
+  readonly eligible: boolean;
 }
 
 export interface Balancer<B extends Pickable> {
-  /** The eligible backends, in a stable order. */
-  reset(eligible: B[]): void;
+  /** The eligible backends, in a stable order, and all of the route's. */
+  reset(eligible: B[], all: B[]): void;
   /** A backend other than `avoid` when there is one; `ip` is the client's address. */
   pick(avoid: B | undefined, ip: string | undefined): B | undefined;
   /** `b.active` went from `from` to `from ± 1`. */
@@ -151,29 +153,53 @@ class PowerOfTwo<B extends Pickable> implements Balancer<B> {
 const RING_POINTS = 160;
 
 /**
- * A consistent-hash ring of the eligible backends (points from their stable
+ * A consistent-hash ring of all the route's backends (points from their stable
  * IDs, so every node builds the same ring); a client's address hashes to the
- * next point clockwise. Picks are a binary search.
+ * next point clockwise whose backend is eligible. Health changes leave the ring
+ * as it is (a client of a backend that is out goes to the next one, and comes
+ * back with it); only a change of the backends rebuilds it. Picks are a binary search.
  */
 class SourceHash<B extends Pickable> implements Balancer<B> {
   #points = new Uint32Array(0);
   #owners: B[] = [];
-  #list: B[] = [];
+  #members = '';
+  #eligible = 0;
+  /** Each backend's points, kept while it stays: a rebuild hashes only newcomers. */
+  #cache = new Map<string, Uint32Array>();
   #rr = new RoundRobin<B>();
 
-  reset(eligible: B[]): void {
-    this.#list = eligible;
+  reset(eligible: B[], all: B[]): void {
+    this.#eligible = eligible.length;
     this.#rr.reset(eligible);
-    const all: [number, B][] = [];
-    for (const b of eligible) for (let i = 0; i < RING_POINTS; i++) all.push([murmur3(`${b.id}#${i}`), b]);
-    all.sort((x, y) => x[0] - y[0]);
-    this.#points = Uint32Array.from(all, (p) => p[0]);
-    this.#owners = all.map((p) => p[1]);
+    const members = all.map((b) => b.id).join('\n');
+    if (members === this.#members) return;
+    this.#members = members;
+    const cache = new Map<string, Uint32Array>();
+    // Point and owner index in one number (2^32 × 2^20 < 2^53), so a typed array sorts them.
+    const keys = new Float64Array(all.length * RING_POINTS);
+    all.forEach((b, j) => {
+      let points = this.#cache.get(b.id);
+      if (!points) {
+        points = new Uint32Array(RING_POINTS);
+        for (let i = 0; i < RING_POINTS; i++) points[i] = murmur3(`${b.id}#${i}`);
+      }
+      cache.set(b.id, points);
+      for (let i = 0; i < RING_POINTS; i++) keys[j * RING_POINTS + i] = points[i]! * 0x100000 + j;
+    });
+    this.#cache = cache;
+    keys.sort();
+    this.#points = new Uint32Array(keys.length);
+    this.#owners = new Array<B>(keys.length);
+    for (let k = 0; k < keys.length; k++) {
+      const j = keys[k]! % 0x100000;
+      this.#points[k] = (keys[k]! - j) / 0x100000;
+      this.#owners[k] = all[j]!;
+    }
   }
 
   pick(avoid: B | undefined, ip: string | undefined): B | undefined {
     const n = this.#points.length;
-    if (n === 0) return undefined;
+    if (this.#eligible === 0) return undefined;
     // Without an address (a unix socket) there is nothing to hash on.
     if (ip === undefined) return this.#rr.pick(avoid);
     const h = murmur3(ip);
@@ -184,11 +210,10 @@ class SourceHash<B extends Pickable> implements Balancer<B> {
       if (this.#points[mid]! < h) lo = mid + 1;
       else hi = mid;
     }
-    // On a retry, the next backend clockwise: the one this client would get without `avoid`.
+    // On a retry, the next eligible backend clockwise: the one this client gets while `avoid` is out.
     for (let k = 0; k < n; k++) {
       const b = this.#owners[(lo + k) % n]!;
-      if (b !== avoid) return b;
-      if (this.#list.length === 1) return undefined;
+      if (b.eligible && b !== avoid) return b;
     }
     return undefined;
   }

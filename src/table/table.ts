@@ -191,8 +191,9 @@ export class Route {
   }
 
   refresh(): void {
-    this.#eligible = [...this.backends.values()].filter((b) => b.eligible);
-    this.balancer.reset(this.#eligible);
+    const all = [...this.backends.values()];
+    this.#eligible = all.filter((b) => b.eligible);
+    this.balancer.reset(this.#eligible, all);
     this.#bySticky = this.spec.sticky ? new Map(this.#eligible.map((b) => [b.stickyId, b])) : undefined;
   }
 
