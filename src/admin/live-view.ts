@@ -32,6 +32,14 @@ export interface RouteView {
   port: number;
   mode: Mode;
   hosts: string[];
+  /** Path prefixes within the hosts; empty: every path. */
+  paths: string[];
+  stripPrefix: boolean;
+  lb: string;
+  /** Sticky cookie name, when the route has one. */
+  sticky: string | null;
+  /** Compatibility labels it was made from. */
+  from: string[];
   check: string;
   health: { interval: number; timeout: number; rise: number; fall: number };
   proxyProtocol: boolean;
@@ -168,6 +176,11 @@ export function buildView(s: ViewSources): DashboardView {
       port: spec.port,
       mode: spec.mode,
       hosts: spec.hosts,
+      paths: spec.paths ?? [],
+      stripPrefix: spec.stripPrefix === true,
+      lb: spec.lb ?? 'round-robin',
+      sticky: spec.sticky?.cookie ?? null,
+      from: spec.from ?? [],
       check: spec.health.path ? `GET ${spec.health.path}` : 'TCP connect',
       health: { interval: spec.health.interval, timeout: spec.health.timeout, rise: spec.health.rise, fall: spec.health.fall },
       proxyProtocol: spec.proxyProtocol,

@@ -36,7 +36,7 @@ describe('dashboard', () => {
     const m = new TestMeshd();
     t.after(() => m.stop());
     await m.start([
-      { name: 'web', publish: webPort, mode: 'http', backends: [web1.address, web2.address], health: { path: '/health' } },
+      { name: 'web', publish: webPort, mode: 'http', paths: ['/app'], lb: 'least-conn', sticky: 'cookie:SID', backends: [web1.address, web2.address], health: { path: '/health' } },
       // A timeout above the interval: a problem the page must show in words.
       { name: 'api', publish: apiPort, mode: 'tcp', backends: [api.address], health: { interval: '200ms', timeout: '1s' } },
     ]);
@@ -62,9 +62,11 @@ describe('dashboard', () => {
     assert.match(text, /\blive\b/);
     assert.match(await page.$eval(`[data-route="${apiPort} api"] .problems`, (e) => (e as HTMLElement).innerText), /timeout .*interval/i);
     assert.equal(await page.$$eval(`[data-route="${webPort} web"] .card`, (cards) => cards.length), 2);
+    const web = await page.$eval(`[data-route="${webPort} web"]`, (e) => (e as HTMLElement).innerText);
+    for (const shown of [/\/app/, /least-conn/, /sticky cookie SID/]) assert.match(web, shown);
 
     // Traffic shows as a rate on the page.
-    for (let i = 0; i < 30; i++) assert.equal((await get(webPort, '/')).status, 200);
+    for (let i = 0; i < 30; i++) assert.equal((await get(webPort, '/app')).status, 200);
     await page.waitForFunction((sel) => {
       const dd = document.querySelector(sel);
       return dd !== null && Number(dd.textContent) > 0;

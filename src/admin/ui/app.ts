@@ -126,11 +126,15 @@ ${nodes.get(n)!.map(card).join('')}</div>`).join('')}</div>`;
 
 function route(r: RouteView): string {
   const hosts = r.mode !== 'tcp'
-    ? `<span class="hosts">${r.hosts.length ? r.hosts.map((h) => `<span class="host">${esc(h)}</span>`).join('') : '<span class="host any">any host</span>'}</span>`
+    ? `<span class="hosts">${r.hosts.length ? r.hosts.map((h) => `<span class="host">${esc(h)}</span>`).join('') : '<span class="host any">any host</span>'}${r.paths.map((p) => `<span class="host path">${esc(p)}</span>`).join('')}</span>`
     : '';
   const h = r.health;
   const meta = [
     `probe ${esc(r.check)} every ${duration(h.interval)}, timeout ${duration(h.timeout)}, rise ${h.rise}, fall ${h.fall}`,
+    r.lb !== 'round-robin' ? esc(r.lb) : '',
+    r.sticky ? `sticky cookie ${esc(r.sticky)}` : '',
+    r.stripPrefix ? 'prefix stripped' : '',
+    r.from.length ? `from ${r.from.map(esc).join(', ')}` : '',
     r.proxyProtocol ? 'PROXY protocol v2' : '',
     r.maxConnections !== null ? `at most ${r.maxConnections} ${r.mode !== 'tcp' ? 'requests' : 'connections'} at once` : '',
   ].filter(Boolean).join(' · ');

@@ -117,6 +117,7 @@ main { padding: 8px 24px 12px; }
 .hosts { display: inline-flex; gap: 6px; flex-wrap: wrap; }
 .host { font-family: ui-monospace, SFMono-Regular, "DejaVu Sans Mono", Menlo, monospace; font-size: 12px; padding: 1px 7px; border-radius: 4px; background: #f0f3f6; border: 1px solid var(--line-soft); color: #424a53; }
 .host.any { font-family: inherit; color: var(--muted); }
+.host.path { background: #fff; border-style: dashed; }
 .route-stats { margin-left: auto; display: flex; gap: 18px; color: var(--muted); font-size: 13px; }
 .route-stats b { color: var(--text); font-weight: 600; font-variant-numeric: tabular-nums; }
 .route-stats .zero b { color: var(--out); }
