@@ -13,6 +13,16 @@
 // HTTP-01 token set with a sequence number, which the follower acknowledges by
 // POST /v1/acme-ack once it answers those tokens) and `certificate` (a chain in
 // clear, its private key sealed under a key derived from the token: seal.ts).
+//
+// A follower that sends `deltas` among its features gets, instead of snapshot
+// lines, `{"type":"full","version":v,"snapshot":{...}}` at once and then one
+// `delta` line per change: `{"type":"delta","version":v,"base":v-1}` with only
+// what changed since `base`: `services` and `tasks` (objects added or changed,
+// whole), `removedServices` and `removedTasks` (IDs), and `nodes` and
+// `networks` (whole lists) when they changed. A follower whose version is not
+// `base`, or that cannot apply a delta, reconnects for a full snapshot. A
+// manager that does not know the feature sends snapshot lines, which such a
+// follower still reads.
 import { randomUUID } from 'node:crypto';
 import dns from 'node:dns/promises';
 import http from 'node:http';
@@ -22,7 +32,7 @@ import type { Logger } from '../core/log.js';
 import { seal, sealingKey, unseal, type Sealed } from '../core/seal.js';
 import { bearerMatches } from '../core/token.js';
 import type { ChallengeSnapshot } from '../tls/challenges.js';
-import type { SwarmSnapshot } from './snapshot.js';
+import type { SwarmService, SwarmSnapshot, SwarmTask } from './snapshot.js';
 
 export const SNAPSHOTS_PATH = '/v1/snapshots';
 /** A worker tells the manager a task's container died, so the manager re-reads tasks at once. */
@@ -31,6 +41,8 @@ export const TASK_FAILED_PATH = '/v1/task-failed';
 export const ACME_ACK_PATH = '/v1/acme-ack';
 /** Followers that send it read typed lines; others get snapshot lines only, as before. */
 export const FEATURES_HEADER = 'x-meshd-peer-features';
+/** The feature a follower announces to get a full snapshot, then deltas. */
+export const DELTAS_FEATURE = 'deltas';
 /** How long `propagate` waits for followers to answer a token set before the CA is asked anyway. */
 export const ACK_TIMEOUT_MS = 5_000;
 const HEARTBEAT_MS = 5_000;
@@ -49,9 +61,48 @@ const START_WINDOW_MS = 10_000;
  */
 const START_DNS_TIMEOUT_MS = 200;
 
-/** Keeps only the tasks compile() can route to (running, or running and draining); history stays home. */
-function trimSnapshot(s: SwarmSnapshot): SwarmSnapshot {
-  return { ...s, tasks: s.tasks.filter((t) => t.Status.State === 'running') };
+/** Only the tasks compile() can route to (running, or running and draining) go out; history stays home. */
+function routable(task: SwarmTask): boolean {
+  return task.Status.State === 'running';
+}
+
+/** An object as last sent, and its JSON. */
+interface Sent<T> {
+  value: T;
+  json: string;
+}
+
+/**
+ * The objects of `list` keyed by ID, with the JSON of those added or changed
+ * since `before` and the IDs gone. An object that is the very one sent before
+ * is not serialized again.
+ */
+function diff<T extends object>(list: T[], id: (v: T) => string, before: Map<string, Sent<T>>): { after: Map<string, Sent<T>>; changed: string[]; removed: string[] } {
+  const after = new Map<string, Sent<T>>();
+  const changed: string[] = [];
+  for (const value of list) {
+    const key = id(value);
+    const old = before.get(key);
+    if (old?.value === value) {
+      after.set(key, old);
+      continue;
+    }
+    const json = JSON.stringify(value);
+    if (old?.json !== json) changed.push(json);
+    after.set(key, { value, json });
+  }
+  return { after, changed, removed: [...before.keys()].filter((k) => !after.has(k)) };
+}
+
+const jsonList = (items: Iterable<{ json: string }>): string => `[${Array.from(items, (i) => i.json).join(',')}]`;
+
+/** The swarm as last published, object by object, at `version`. */
+interface Published {
+  version: number;
+  services: Map<string, Sent<SwarmService>>;
+  tasks: Map<string, Sent<SwarmTask>>;
+  nodes: string;
+  networks: string;
 }
 
 function readTask(req: http.IncomingMessage, res: http.ServerResponse, onTaskFailed?: (task: string) => void): void {
@@ -89,6 +140,8 @@ interface Stream {
   id: string;
   /** Reads typed lines, and acknowledges token sets. */
   acme: boolean;
+  /** Reads a full snapshot, then deltas. */
+  deltas: boolean;
   /** Highest token set sequence this follower answers. */
   acked: number;
 }
@@ -98,7 +151,10 @@ export class PeerServer {
   readonly #streams = new Map<http.ServerResponse, Stream>();
   readonly #sockets = new Set<net.Socket>();
   readonly #key: Buffer;
+  #published: Published | undefined;
+  /** The snapshot as one line, untyped and typed: made when first wanted after a change. */
   #line: string | undefined;
+  #full: string | undefined;
   #challenges: string | undefined;
   #seq = 0;
   /** The latest certificate line for each set of names, for followers that connect later. */
@@ -119,9 +175,10 @@ export class PeerServer {
       if (req.method === 'POST' && req.url === ACME_ACK_PATH) return void this.#readAck(req, res);
       if (req.method !== 'GET' || req.url !== SNAPSHOTS_PATH) return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-      const stream: Stream = { id: randomUUID(), acme: String(req.headers[FEATURES_HEADER] ?? '').split(',').map((f) => f.trim()).includes('acme'), acked: 0 };
-      if (stream.acme) res.write(JSON.stringify({ type: 'hello', stream: stream.id }) + '\n');
-      if (this.#line) res.write(this.#line);
+      const features = String(req.headers[FEATURES_HEADER] ?? '').split(',').map((f) => f.trim());
+      const stream: Stream = { id: randomUUID(), acme: features.includes('acme'), deltas: features.includes(DELTAS_FEATURE), acked: 0 };
+      if (stream.acme || stream.deltas) res.write(JSON.stringify({ type: 'hello', stream: stream.id }) + '\n');
+      if (this.#published) res.write(this.#snapshotLine(stream));
       if (stream.acme) {
         if (this.#challenges) res.write(this.#challenges);
         for (const line of this.#certificates.values()) res.write(line);
@@ -152,11 +209,39 @@ export class PeerServer {
     return this.#streams.size;
   }
 
+  /** Sends what changed: a delta to followers that read them, the whole snapshot to the others. */
   publish(snapshot: SwarmSnapshot): void {
-    const line = JSON.stringify(trimSnapshot(snapshot)) + '\n';
-    if (line === this.#line) return;
-    this.#line = line;
-    for (const r of this.#streams.keys()) r.write(line);
+    const before = this.#published;
+    const services = diff(snapshot.services, (s) => s.ID, before?.services ?? new Map());
+    const tasks = diff(snapshot.tasks.filter(routable), (t) => t.ID, before?.tasks ?? new Map());
+    const nodes = JSON.stringify(snapshot.nodes);
+    const networks = JSON.stringify(snapshot.networks);
+    const same = before && !services.changed.length && !services.removed.length && !tasks.changed.length && !tasks.removed.length
+      && nodes === before.nodes && networks === before.networks;
+    if (same) return;
+    const version = (before?.version ?? 0) + 1;
+    this.#published = { version, services: services.after, tasks: tasks.after, nodes, networks };
+    this.#line = this.#full = undefined;
+    let delta: string | undefined;
+    if (before) {
+      const parts = [`"type":"delta","version":${version},"base":${before.version}`];
+      if (services.changed.length) parts.push(`"services":[${services.changed.join(',')}]`);
+      if (services.removed.length) parts.push(`"removedServices":${JSON.stringify(services.removed)}`);
+      if (tasks.changed.length) parts.push(`"tasks":[${tasks.changed.join(',')}]`);
+      if (tasks.removed.length) parts.push(`"removedTasks":${JSON.stringify(tasks.removed)}`);
+      if (nodes !== before.nodes) parts.push(`"nodes":${nodes}`);
+      if (networks !== before.networks) parts.push(`"networks":${networks}`);
+      delta = `{${parts.join(',')}}\n`;
+    }
+    for (const [r, s] of this.#streams) r.write(s.deltas && delta ? delta : this.#snapshotLine(s));
+  }
+
+  /** The whole published snapshot, typed for followers that read deltas. */
+  #snapshotLine(stream: Stream): string {
+    const p = this.#published!;
+    const body = () => `{"services":${jsonList(p.services.values())},"tasks":${jsonList(p.tasks.values())},"nodes":${p.nodes},"networks":${p.networks}}`;
+    if (stream.deltas) return this.#full ??= `{"type":"full","version":${p.version},"snapshot":${body()}}\n`;
+    return this.#line ??= `${body()}\n`;
   }
 
   /** Sends the whole token set to every ACME follower; returns its sequence number. */
@@ -246,6 +331,54 @@ export interface PeerFollowerOptions {
   acme?: AcmeLines;
 }
 
+/** The manager's snapshot as rebuilt from a full line and the deltas since. */
+interface Mirror {
+  version: number;
+  services: Map<string, SwarmService>;
+  tasks: Map<string, SwarmTask>;
+  nodes: SwarmSnapshot['nodes'];
+  networks: SwarmSnapshot['networks'];
+}
+
+/** A delta this follower cannot apply: it asks for a full snapshot. */
+class OutOfStep extends Error {}
+
+const isObjectList = (v: unknown): v is { ID: unknown }[] => Array.isArray(v) && v.every((o) => typeof o === 'object' && o !== null && !Array.isArray(o));
+const isIdList = (v: unknown): v is string[] => Array.isArray(v) && v.every((id) => typeof id === 'string');
+
+function mirrorOf(version: unknown, snapshot: unknown): Mirror {
+  const s = snapshot as Partial<SwarmSnapshot> | null;
+  if (!Number.isInteger(version) || typeof s !== 'object' || s === null || !isObjectList(s.services) || !isObjectList(s.tasks)
+    || !isObjectList(s.nodes) || !isObjectList(s.networks)) throw new Error('malformed full snapshot');
+  return {
+    version: version as number,
+    services: new Map(s.services.map((o) => [o.ID, o])),
+    tasks: new Map(s.tasks.map((o) => [o.ID, o])),
+    nodes: s.nodes,
+    networks: s.networks,
+  };
+}
+
+/** Applies a delta line to `m` in place; throws OutOfStep, leaving `m` as it was, when it does not follow or is malformed. */
+function applyDelta(m: Mirror, d: Record<string, unknown>): void {
+  if (d.base !== m.version || !Number.isInteger(d.version)) throw new OutOfStep(`delta from version ${String(d.base)}, this follower has ${m.version}`);
+  const { services = [], removedServices = [], tasks = [], removedTasks = [], nodes = m.nodes, networks = m.networks } = d;
+  if (!isObjectList(services) || !isObjectList(tasks) || !isIdList(removedServices) || !isIdList(removedTasks)
+    || !isObjectList(nodes) || !isObjectList(networks)) throw new OutOfStep('malformed delta');
+  for (const id of removedServices) m.services.delete(id);
+  for (const id of removedTasks) m.tasks.delete(id);
+  for (const o of services) m.services.set(String(o.ID), o as unknown as SwarmService);
+  for (const o of tasks) m.tasks.set(String(o.ID), o as unknown as SwarmTask);
+  m.nodes = nodes as unknown as SwarmSnapshot['nodes'];
+  m.networks = networks as unknown as SwarmSnapshot['networks'];
+  m.version = d.version as number;
+}
+
+/** Unchanged services and tasks keep their objects from one snapshot to the next. */
+function snapshotOf(m: Mirror): SwarmSnapshot {
+  return { services: [...m.services.values()], tasks: [...m.tasks.values()], nodes: m.nodes, networks: m.networks };
+}
+
 export class PeerFollower {
   readonly #o: PeerFollowerOptions;
   readonly #agent = new Agent({ bodyTimeout: HEARTBEAT_MS * 3, headersTimeout: HEARTBEAT_MS * 2, connectTimeout: 3000 });
@@ -309,11 +442,23 @@ export class PeerFollower {
     }
   }
 
-  /** Follows one peer until its stream ends or fails. */
+  /** Follows one peer until its stream ends or fails; a delta out of step is followed by a new stream, which starts with a full snapshot. */
   async #follow(peer: string): Promise<void> {
+    for (;;) {
+      try {
+        return await this.#stream(peer);
+      } catch (err) {
+        if (!(err instanceof OutOfStep) || this.#stopped) throw err;
+        this.#o.log.warn({ peer, err: err.message }, 'peer snapshot delta cannot be applied; asking for a full snapshot');
+      }
+    }
+  }
+
+  async #stream(peer: string): Promise<void> {
+    const features = this.#o.acme ? `acme,${DELTAS_FEATURE}` : DELTAS_FEATURE;
     const res = await request(`http://${peer}${SNAPSHOTS_PATH}`, {
       dispatcher: this.#agent,
-      headers: { authorization: `Bearer ${this.#o.token}`, ...(this.#o.acme ? { [FEATURES_HEADER]: 'acme' } : {}) },
+      headers: { authorization: `Bearer ${this.#o.token}`, [FEATURES_HEADER]: features },
       signal: this.#abort.signal,
     });
     if (res.statusCode !== 200) {
@@ -323,6 +468,7 @@ export class PeerFollower {
     this.current = peer;
     this.#o.log.info({ peer }, 'following peer');
     const stream = { id: '' };
+    let mirror: Mirror | undefined;
     let buffered = '';
     for await (const chunk of res.body) {
       buffered += chunk.toString();
@@ -331,13 +477,18 @@ export class PeerFollower {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
         if (!line.trim()) continue;
-        const msg = JSON.parse(line) as { type?: unknown };
-        if (msg.type === undefined) {
-          this.#o.onSnapshot(msg as SwarmSnapshot);
+        const msg = JSON.parse(line) as Record<string, unknown>;
+        if (msg.type === undefined || msg.type === 'full' || msg.type === 'delta') {
+          // A manager without deltas sends untyped snapshot lines.
+          if (msg.type === undefined) mirror = undefined;
+          else if (msg.type === 'full') mirror = mirrorOf(msg.version, msg.snapshot);
+          else if (mirror) applyDelta(mirror, msg);
+          else throw new Error('delta before a full snapshot');
+          this.#o.onSnapshot(mirror ? snapshotOf(mirror) : msg as unknown as SwarmSnapshot);
           this.#hadSnapshot = true;
         } else if (this.#o.acme) {
           try {
-            this.#typed(peer, stream, msg as Record<string, unknown>, this.#o.acme);
+            this.#typed(peer, stream, msg, this.#o.acme);
           } catch (err) {
             this.#o.acme.onBadLine(`peer ${peer}: ${(err as Error).message}`);
           }

@@ -94,7 +94,11 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
   const askNodeId = () => {
     if (nodeId || askingNodeId) return;
     askingNodeId = true;
-    engineInfo(docker).then((info) => { nodeId = info.nodeId; }, () => undefined).finally(() => { askingNodeId = false; });
+    engineInfo(docker).then((info) => {
+      nodeId = info.nodeId;
+      // A snapshot comes only when the swarm changes: decide with the last one now.
+      if (nodeId && swarm?.snapshot) lead(swarm.snapshot);
+    }, () => undefined).finally(() => { askingNodeId = false; });
   };
   if (!role) {
     try {
@@ -192,6 +196,8 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     docker, log,
     taskPollInterval: config.taskPollInterval,
     resyncInterval: config.resyncInterval,
+    compat: config.compat.length > 0,
+    ownService: self.service,
     onSnapshot: (snapshot) => {
       toTable(snapshot);
       server?.publish(snapshot);

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import Docker from 'dockerode';
 import type { Logger } from '../core/log.js';
-import type { SelfInfo, SwarmSnapshot } from './snapshot.js';
+import type { SelfInfo, SwarmNetwork, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask } from './snapshot.js';
 
 /** The read-only part of the Docker API meshd uses. */
 export type DockerReader = Pick<Docker, 'listServices' | 'listTasks' | 'listNodes' | 'listNetworks' | 'getEvents' | 'info'> & {
@@ -42,6 +42,14 @@ export interface SwarmDiscoveryOptions {
   log: Logger;
   taskPollInterval: number;
   resyncInterval: number;
+  /**
+   * Whether --compat is on: services without meshd.publish may then route (by
+   * traefik.* labels, which need no traefik.enable, or by environment, which the
+   * API cannot filter on), so every service is listed.
+   */
+  compat?: boolean;
+  /** meshd's own service, listed too: where its tasks run tells where the ordering instance is. */
+  ownService?: string | undefined;
   onSnapshot: (snapshot: SwarmSnapshot) => void;
   onError: (err: unknown) => void;
 }
@@ -53,9 +61,123 @@ const BURST_POLL_MS = 200;
 /** Longest wait between reads while the engine is unreachable. */
 export const MAX_BACKOFF = 8_000;
 
+/**
+ * Most `service=` or `id=` values in one task list: the engine looks each
+ * service up, and the values ride in the URL. Past this many services, one
+ * unfiltered list of running tasks costs the engine less.
+ */
+export const TASK_FILTER_MAX = 200;
+
+/** The label that makes a service routable without --compat. */
+const PUBLISH_LABEL = 'meshd.publish';
+
+interface Versioned {
+  ID: string;
+  Version?: { Index?: number };
+}
+
+/** A narrowed engine object and the version it was read at. */
+interface Kept<T> {
+  index: number | undefined;
+  value: T;
+}
+
+/**
+ * Engine objects narrowed by `narrow` and keyed by ID; one whose Version.Index
+ * did not move keeps its previous object, so an unchanged swarm is neither
+ * narrowed again nor handed on, and consumers can compare objects by identity.
+ */
+function keep<R extends Versioned, T>(raw: R[], before: Map<string, Kept<T>>, narrow: (r: R) => T): { kept: Map<string, Kept<T>>; changed: boolean } {
+  const kept = new Map<string, Kept<T>>();
+  let changed = false;
+  for (const r of raw) {
+    const index = r.Version?.Index;
+    const old = before.get(r.ID);
+    if (old && index !== undefined && old.index === index) kept.set(r.ID, old);
+    else {
+      kept.set(r.ID, { index, value: narrow(r) });
+      changed = true;
+    }
+  }
+  return { kept, changed: changed || kept.size !== before.size };
+}
+
+/** `o` without its undefined members, so narrowed objects equal their JSON round trip. */
+function defined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+// The engine's answers carry much more (PreviousSpec, placement platforms,
+// network IPAM, TLS info): meshd keeps and passes on the fields snapshot.ts declares.
+type Raw = Versioned & Record<string, any>;
+
+function narrowService(s: Raw): SwarmService {
+  const spec = s.Spec ?? {};
+  const template = spec.TaskTemplate;
+  return defined({
+    ID: s.ID,
+    CreatedAt: s.CreatedAt,
+    Spec: defined({
+      Name: spec.Name,
+      Labels: spec.Labels,
+      Mode: spec.Mode,
+      TaskTemplate: template && defined({
+        ContainerSpec: template.ContainerSpec && defined({ Env: template.ContainerSpec.Env }),
+        Networks: template.Networks,
+      }),
+      EndpointSpec: spec.EndpointSpec && defined({ Mode: spec.EndpointSpec.Mode, Ports: spec.EndpointSpec.Ports }),
+    }),
+    Endpoint: s.Endpoint && defined({ Ports: s.Endpoint.Ports }),
+  });
+}
+
+function narrowTask(t: Raw): SwarmTask {
+  return defined({
+    ID: t.ID,
+    ServiceID: t.ServiceID,
+    NodeID: t.NodeID,
+    Slot: t.Slot,
+    DesiredState: t.DesiredState,
+    Status: defined({ State: t.Status?.State, Timestamp: t.Status?.Timestamp, ContainerStatus: t.Status?.ContainerStatus?.ContainerID ? { ContainerID: t.Status.ContainerStatus.ContainerID } : undefined }),
+    NetworksAttachments: (t.NetworksAttachments as Raw[] | undefined)?.map((a) => defined({
+      Network: defined({ ID: a.Network?.ID, Spec: a.Network?.Spec?.Name !== undefined ? { Name: a.Network.Spec.Name } : undefined }),
+      Addresses: a.Addresses,
+    })),
+  });
+}
+
+function narrowNode(n: Raw): SwarmNode {
+  return defined({
+    ID: n.ID,
+    Description: n.Description && defined({ Hostname: n.Description.Hostname }),
+    Status: n.Status && defined({ State: n.Status.State, Addr: n.Status.Addr }),
+    Spec: n.Spec && defined({ Availability: n.Spec.Availability, Role: n.Spec.Role }),
+    ManagerStatus: n.ManagerStatus && defined({ Leader: n.ManagerStatus.Leader, Reachability: n.ManagerStatus.Reachability, Addr: n.ManagerStatus.Addr }),
+  });
+}
+
+function narrowNetwork(n: Raw): SwarmNetwork {
+  return defined({ Id: n.Id, Name: n.Name, Driver: n.Driver, Scope: n.Scope });
+}
+
+function chunks<T>(list: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+  return out;
+}
+
+function notFound(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 404;
+}
+
 export class SwarmDiscovery {
   readonly #o: SwarmDiscoveryOptions;
   #snapshot: SwarmSnapshot | undefined;
+  #services = new Map<string, Kept<SwarmService>>();
+  #tasks = new Map<string, Kept<SwarmTask>>();
+  /** Nodes and networks, and their JSON to tell a change: they are few. */
+  #rest = { nodes: [] as SwarmNode[], networks: [] as SwarmNetwork[], json: '' };
   #lastFull = 0;
   #fullWanted = true;
   #timer: NodeJS.Timeout | undefined;
@@ -115,17 +237,78 @@ export class SwarmDiscovery {
   async #read(): Promise<void> {
     const d = this.#o.docker;
     const full = this.#fullWanted || !this.#snapshot || Date.now() - this.#lastFull >= this.#o.resyncInterval;
+    let changed = false;
+    let services = this.#services;
+    let rest = this.#rest;
     if (full) {
       this.#fullWanted = false;
-      const [services, tasks, nodes, networks] = await Promise.all([d.listServices(), d.listTasks(), d.listNodes(), d.listNetworks()]);
-      this.#snapshot = { services, tasks, nodes, networks } as unknown as SwarmSnapshot;
+      const [listed, nodes, networks] = await Promise.all([this.#listServices(), d.listNodes(), d.listNetworks()]);
+      const s = keep(listed, this.#services, narrowService);
+      services = s.kept;
+      const narrowed = { nodes: (nodes as Raw[]).map(narrowNode), networks: (networks as unknown as Raw[]).map(narrowNetwork) };
+      rest = { ...narrowed, json: JSON.stringify(narrowed) };
+      changed = s.changed || rest.json !== this.#rest.json;
+    }
+    let tasks: Raw[];
+    try {
+      tasks = await this.#listTasks(services);
+    } catch (err) {
+      // A service removed since it was listed: list services again at once.
+      if (full || !notFound(err)) throw err;
+      this.#fullWanted = true;
+      return this.#read();
+    }
+    const t = keep(tasks, this.#tasks, narrowTask);
+    if (full) {
+      this.#services = services;
+      this.#rest = rest;
       this.#lastFull = Date.now();
       this.#watchEvents();
-    } else {
-      const tasks = await d.listTasks();
-      this.#snapshot = { ...this.#snapshot!, tasks: tasks as unknown as SwarmSnapshot['tasks'] };
     }
+    this.#tasks = t.kept;
+    if (!changed && !t.changed && this.#snapshot) return;
+    this.#snapshot = {
+      services: [...this.#services.values()].map((k) => k.value),
+      tasks: [...this.#tasks.values()].map((k) => k.value),
+      nodes: this.#rest.nodes,
+      networks: this.#rest.networks,
+    };
     this.#o.onSnapshot(this.#snapshot);
+  }
+
+  /** Services that can route (all of them with --compat), and meshd's own. */
+  async #listServices(): Promise<Raw[]> {
+    const d = this.#o.docker;
+    if (this.#o.compat) return await d.listServices() as unknown as Raw[];
+    const own = this.#o.ownService;
+    const [routing, mine] = await Promise.all([
+      d.listServices({ filters: { label: [PUBLISH_LABEL] } }),
+      // The name filter matches prefixes.
+      own ? d.listServices({ filters: { name: [own] } }).then((l) => l.filter((s) => s.Spec?.Name === own)) : [],
+    ]);
+    const ids = new Set(routing.map((s) => s.ID));
+    return [...routing, ...mine.filter((s) => !ids.has(s.ID))] as unknown as Raw[];
+  }
+
+  /**
+   * The running tasks of `services`. The engine is asked for tasks whose desired
+   * state is running, which leaves out the old tasks it keeps (five per slot by
+   * default); a task that was running and left that list is asked for by ID, and
+   * stays while it still runs (draining) until it stops.
+   */
+  async #listTasks(services: Map<string, unknown>): Promise<Raw[]> {
+    const d = this.#o.docker;
+    if (services.size === 0) return [];
+    const ids = [...services.keys()];
+    const desired = { 'desired-state': ['running'] };
+    const listed = ids.length <= TASK_FILTER_MAX
+      ? await d.listTasks({ filters: { ...desired, service: ids } }) as Raw[]
+      : (await d.listTasks({ filters: desired }) as Raw[]).filter((t) => services.has(t.ServiceID));
+    const seen = new Set(listed.map((t) => t.ID));
+    const left = [...this.#tasks.values()].filter((k) => !seen.has(k.value.ID) && services.has(k.value.ServiceID)).map((k) => k.value.ID);
+    const draining: Raw[] = [];
+    for (const chunk of chunks(left, TASK_FILTER_MAX)) draining.push(...await d.listTasks({ filters: { id: chunk } }) as Raw[]);
+    return [...listed, ...draining].filter((t) => t.Status?.State === 'running');
   }
 
   #watchEvents(): void {

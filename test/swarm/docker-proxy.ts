@@ -1,5 +1,5 @@
 // A unix-socket proxy in front of a lab engine's API: it records every request
-// method and path (to prove meshd only reads), and can be cut and restored to
+// method and path (to prove meshd only reads) and counts the bytes answered, and can be cut and restored to
 // play an engine that goes away.
 import http from 'node:http';
 import type net from 'node:net';
@@ -7,6 +7,8 @@ import fs from 'node:fs';
 
 export class DockerApiProxy {
   readonly requests: string[] = [];
+  /** Bytes of the engine's answers passed on. */
+  responseBytes = 0;
   readonly #server: http.Server;
   readonly #sockets = new Set<net.Socket>();
 
@@ -15,6 +17,7 @@ export class DockerApiProxy {
       this.requests.push(`${req.method} ${req.url}`);
       const up = http.request({ socketPath: this.enginePath, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
         res.writeHead(upRes.statusCode!, upRes.headers);
+        upRes.on('data', (c: Buffer) => { this.responseBytes += c.length; });
         upRes.pipe(res);
       });
       up.on('error', () => res.destroy());
