@@ -251,7 +251,7 @@ export class SwarmDiscovery {
     }
     let tasks: Raw[];
     try {
-      tasks = await this.#listTasks(services);
+      tasks = await this.#listTasks(this.#routing(services));
     } catch (err) {
       // A service removed since it was listed: list services again at once.
       if (full || !notFound(err)) throw err;
@@ -276,18 +276,20 @@ export class SwarmDiscovery {
     this.#o.onSnapshot(this.#snapshot);
   }
 
-  /** Services that can route (all of them with --compat), and meshd's own. */
+  /**
+   * Every service, read on full reads only (resync, service events): those that
+   * do not route still get their notices (a mistyped label, a port published
+   * the standard way). Tasks are read for the routing ones alone.
+   */
   async #listServices(): Promise<Raw[]> {
-    const d = this.#o.docker;
-    if (this.#o.compat) return await d.listServices() as unknown as Raw[];
+    return await this.#o.docker.listServices() as unknown as Raw[];
+  }
+
+  /** Services whose tasks meshd needs: those that can route (all with --compat), and meshd's own. */
+  #routing(services: Map<string, Kept<SwarmService>>): Map<string, Kept<SwarmService>> {
+    if (this.#o.compat) return services;
     const own = this.#o.ownService;
-    const [routing, mine] = await Promise.all([
-      d.listServices({ filters: { label: [PUBLISH_LABEL] } }),
-      // The name filter matches prefixes.
-      own ? d.listServices({ filters: { name: [own] } }).then((l) => l.filter((s) => s.Spec?.Name === own)) : [],
-    ]);
-    const ids = new Set(routing.map((s) => s.ID));
-    return [...routing, ...mine.filter((s) => !ids.has(s.ID))] as unknown as Raw[];
+    return new Map([...services].filter(([, k]) => k.value.Spec.Labels?.[PUBLISH_LABEL] !== undefined || (own !== undefined && k.value.Spec.Name === own)));
   }
 
   /**

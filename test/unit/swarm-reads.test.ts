@@ -76,7 +76,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const taskIds = (s: SwarmSnapshot | undefined) => s?.tasks.map((t) => t.ID).sort();
 
 describe('swarm discovery reads', () => {
-  it('lists services labelled meshd.publish and its own, then only their running tasks, and hands on nothing while nothing changes', async () => {
+  it('lists every service, then only the running tasks of those labelled meshd.publish and of its own, and hands on nothing while nothing changes', async () => {
     const engine = new FakeEngine();
     engine.service('web', { 'meshd.publish': '80:80' });
     engine.service('plain', {});
@@ -90,13 +90,14 @@ describe('swarm discovery reads', () => {
     try {
       await waitFor(() => engine.calls.filter((c) => c.startsWith('tasks')).length >= 4, 2000, 'a few task polls');
       assert.deepEqual(errors, []);
-      assert.deepEqual(engine.calls.slice(0, 5).sort(), [
-        'networks', 'nodes', 'services {"label":["meshd.publish"]}', 'services {"name":["meshd"]}',
+      assert.deepEqual(engine.calls.slice(0, 4).sort(), [
+        'networks', 'nodes', 'services',
         'tasks {"desired-state":["running"],"service":["web","meshd-svc"]}',
       ]);
       assert.equal(snapshots.length, 1, 'one snapshot: the polls after it found nothing new');
       const [s] = snapshots;
-      assert.deepEqual(s!.services.map((x) => x.ID), ['web', 'meshd-svc']);
+      // Services that do not route are there for their notices; their tasks are not read.
+      assert.deepEqual(s!.services.map((x) => x.ID), ['web', 'plain', 'meshd-svc', 'meshd-other']);
       assert.deepEqual(taskIds(s), ['m1', 'w1']);
       assert.deepEqual(s!.services[0], { ID: 'web', Spec: { Name: 'web', Labels: { 'meshd.publish': '80:80' } } }, 'only the fields meshd reads');
       assert.deepEqual(s!.tasks.find((t) => t.ID === 'w1'), { ID: 'w1', ServiceID: 'web', DesiredState: 'running', Status: { State: 'running' } });
