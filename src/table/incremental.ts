@@ -266,13 +266,20 @@ export class Compiler {
       this.#routes.splice(position(this.#routes, route), 1);
       changes.set(key, undefined);
     }
+    const added: RouteSpec[] = [];
     for (const [key, route] of after) {
       const prev = before.get(key);
       if (prev === route) continue;
-      const i = position(this.#routes, route);
-      if (prev) this.#routes[i] = route;
-      else this.#routes.splice(i, 0, route);
       changes.set(key, route);
+      if (prev) this.#routes[position(this.#routes, route)] = route;
+      else added.push(route);
+    }
+    // A few are put in place; many (a first table) are cheaper sorted in at once.
+    if (added.length > 64) {
+      for (const route of added) this.#routes.push(route);
+      this.#routes.sort(byPortName);
+    } else {
+      for (const route of added) this.#routes.splice(position(this.#routes, route), 0, route);
     }
     return changes;
   }
