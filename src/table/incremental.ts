@@ -149,6 +149,7 @@ export class Compiler {
     };
     const dirtyPorts = new Set<number>();
     const claimPorts = (c: Compiled) => { for (const e of c.entries) if (e.route) dirtyPorts.add(e.route.port); };
+    const added: Compiled[] = [];
     let reorder = false;
     let noticesChanged = false;
 
@@ -165,6 +166,7 @@ export class Compiler {
       if (!c) {
         c = { service, tasks: own, entries: entriesOf(items, [], false), notices: [], seen, pass: 0, matched: 0, fresh: undefined };
         this.#services.set(service.ID, c);
+        added.push(c);
         touched.add(c);
         claimPorts(c);
         reorder = true;
@@ -187,8 +189,8 @@ export class Compiler {
       reorder = true;
     }
     if (reorder) {
-      // Nearly sorted already: the sort costs little more than a pass.
-      this.#order = [...this.#services.values()].sort((a, b) => byCreation(a.service, b.service));
+      // The previous order, the new ones at its end: nearly sorted, so the sort costs little more than a pass.
+      this.#order = [...this.#order.filter((c) => c.seen === seen), ...added].sort((a, b) => byCreation(a.service, b.service));
       noticesChanged = true;
     }
     this.#claim(dirtyPorts, touch);
