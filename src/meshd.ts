@@ -12,7 +12,7 @@ import type { DockerReader } from './discovery/swarm.js';
 import { Prober } from './health/prober.js';
 import { ProxyStats, type ProxyContext } from './proxy/context.js';
 import { Listeners } from './proxy/listeners.js';
-import type { CompileDefaults, RoutingTable } from './table/spec.js';
+import type { CompileDefaults, RouteChanges, RoutingTable } from './table/spec.js';
 import { Table } from './table/table.js';
 import { AcmeCoordinator } from './tls/acme-coordinator.js';
 import { ChallengeSet } from './tls/challenges.js';
@@ -94,11 +94,11 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     logged = now;
   };
 
-  const onTable = (next: RoutingTable) => {
+  const onTable = (next: RoutingTable, changes?: RouteChanges) => {
     discoveryError = undefined;
     certs.setRoutesFiles(next.tls?.certificates ?? []);
     acme.setRoutes(next.routes);
-    if (!table.apply(next)) return;
+    if (!table.apply(next, changes)) return;
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
     logProblemsOnce(next);

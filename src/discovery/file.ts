@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
-import { PortClaims, routeHealth } from '../table/compile.js';
+import { byPortName, PortClaims, routeHealth } from '../table/compile.js';
 import { isBalance, MAX_ROUTE_CONNECTIONS, normalizePath, parseRedirect, parseSticky, validHsts } from '../table/labels.js';
 import { BALANCES } from '../table/spec.js';
 import type { BackendSpec, CompileDefaults, HealthSpec, Mode, RouteSpec, RoutingTable, TlsFiles } from '../table/spec.js';
@@ -144,7 +144,7 @@ export function routesFromDocument(doc: unknown, defaults: CompileDefaults): Rou
     const clash = claims.claim(route);
     if (clash) throw new RoutesFileError(`routes[${routes.indexOf(route)}] (${route.name}): ${clash}; L7 routes may share a port only with distinct hosts or paths`);
   }
-  routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
+  routes.sort(byPortName);
   const tls = tlsFromDocument(doc);
   return { routes, notices: [], ...(tls ? { tls } : {}) };
 }

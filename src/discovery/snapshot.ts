@@ -12,7 +12,10 @@ export interface PortConfig {
 
 export interface SwarmService {
   ID: string;
+  /** Bumped by the engine on every change to the service (spec or endpoint). */
+  Version?: { Index?: number };
   CreatedAt?: string;
+  UpdatedAt?: string;
   Spec: {
     Name: string;
     Labels?: Record<string, string>;

@@ -7,8 +7,8 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import { readToken } from '../core/token.js';
-import { compile } from '../table/compile.js';
-import type { CompileDefaults, RoutingTable } from '../table/spec.js';
+import { Compiler } from '../table/incremental.js';
+import type { CompileDefaults, RouteChanges, RoutingTable } from '../table/spec.js';
 import type { AcmePeers } from '../tls/acme-coordinator.js';
 import type { ChallengeSet } from '../tls/challenges.js';
 import { ContainerWatcher } from './container-events.js';
@@ -40,7 +40,8 @@ export interface SourceAcme {
 export interface SourceDeps {
   log: Logger;
   defaults: CompileDefaults;
-  onTable: (table: RoutingTable) => void;
+  /** `changes`: the routes that differ from the previous table, when the source knows. */
+  onTable: (table: RoutingTable, changes?: RouteChanges) => void;
   onError: (err: unknown) => void;
   /** A task's container died or turned unhealthy: take it out now. */
   onTaskFailed: (task: string, reason: string) => void;
@@ -111,7 +112,11 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       role = 'manager';
     }
   }
-  const toTable = (snapshot: SwarmSnapshot) => onTable(compile(snapshot, { defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs, domain: config.domain, compat: { kinds: config.compat, entrypoints: config.compatEntrypoint } }));
+  const compiler = new Compiler({ defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs, domain: config.domain, compat: { kinds: config.compat, entrypoints: config.compatEntrypoint } });
+  const toTable = (snapshot: SwarmSnapshot) => {
+    const { table, changes } = compiler.update(snapshot);
+    onTable(table, changes);
+  };
   const token = readToken(config.peerTokenFile);
   log.info({ role, networks: self.networks, ipvs: self.ipvs, network: config.network ?? null, service: self.service ?? null }, 'swarm discovery starting');
 

@@ -80,7 +80,7 @@ export function routeHealth(defaults: HealthSpec, given: Partial<HealthSpec>, ti
   return health;
 }
 
-function byCreation(a: SwarmService, b: SwarmService): number {
+export function byCreation(a: SwarmService, b: SwarmService): number {
   return (a.CreatedAt ?? '').localeCompare(b.CreatedAt ?? '') || a.Spec.Name.localeCompare(b.Spec.Name);
 }
 
@@ -131,108 +131,150 @@ function routeSets(service: SwarmService, compat: CompatOptions | undefined): Ro
   return [{ labels: own }, ...compatRouteSets(service, own, compat)];
 }
 
-export function compile(snapshot: SwarmSnapshot, options: CompileOptions): RoutingTable {
-  const networkNames = new Map(snapshot.networks.map((n) => [n.Id, n.Name]));
-  const nodeNames = new Map(snapshot.nodes.map((n) => [n.ID, n.Description?.Hostname ?? n.ID]));
+/** What compiling one service needs besides the service and its tasks. */
+export interface CompileContext {
+  options: CompileOptions;
+  networkNames: Map<string, string>;
+  nodeNames: Map<string, string>;
+  allowed: Set<string> | null;
+  networkLabel: string;
+}
+
+export function compileContext(snapshot: SwarmSnapshot, options: CompileOptions): CompileContext {
   const allowedList = options.network ? [options.network] : options.selfNetworks;
-  const allowed = allowedList.length ? new Set(allowedList) : null;
-  const networkLabel = allowedList.length ? `network ${allowedList.join(' or ')}` : 'a network meshd shares with it';
+  return {
+    options,
+    networkNames: new Map(snapshot.networks.map((n) => [n.Id, n.Name])),
+    nodeNames: new Map(snapshot.nodes.map((n) => [n.ID, n.Description?.Hostname ?? n.ID])),
+    allowed: allowedList.length ? new Set(allowedList) : null,
+    networkLabel: allowedList.length ? `network ${allowedList.join(' or ')}` : 'a network meshd shares with it',
+  };
+}
 
-  const tasksByService = new Map<string, SwarmTask[]>();
-  for (const task of snapshot.tasks) {
-    const list = tasksByService.get(task.ServiceID);
+/** Running tasks by service, in snapshot order: no other task can be a backend. */
+export function runningTasksByService(tasks: SwarmTask[]): Map<string, SwarmTask[]> {
+  const byService = new Map<string, SwarmTask[]>();
+  for (const task of tasks) {
+    if (task.Status.State !== 'running') continue;
+    const list = byService.get(task.ServiceID);
     if (list) list.push(task);
-    else tasksByService.set(task.ServiceID, [task]);
+    else byService.set(task.ServiceID, [task]);
   }
+  return byService;
+}
 
+/** What one service contributes, in order: notices, and routes that have yet to claim their port. */
+export type ServiceItem = { notice: Notice; route?: undefined } | { route: RouteSpec; notice?: undefined };
+
+/** One service's notices and candidate routes; depends on nothing but the service, its tasks and the context. */
+export function compileService(service: SwarmService, tasks: SwarmTask[], ctx: CompileContext): ServiceItem[] {
+  const { options, networkNames, nodeNames, allowed, networkLabel } = ctx;
+  const items: ServiceItem[] = [];
+  const serviceName = service.Spec.Name;
+  for (const p of ingressPorts(service)) {
+    const mesh = options.ipvs
+      ? 'Docker\'s ingress routing mesh serves it, not meshd'
+      : 'Docker\'s ingress routing mesh owns it, and this node has no IPVS (/proc/net/ip_vs is missing), so it answers nothing here';
+    items.push({ notice: {
+      service: serviceName,
+      port: p.published,
+      message: `port ${p.published} is published the standard way (ingress mode): ${mesh}. To serve it with meshd, remove the published port and add the service label meshd.publish=${p.published}:${p.target} and the meshd network`,
+    } });
+  }
+  for (const set of routeSets(service, options.compat)) {
+    const name = set.suffix ? `${serviceName}@${set.suffix}` : serviceName;
+    const { labels } = set;
+    if (labels.publish.length === 0) {
+      for (const problem of labels.problems) items.push({ notice: { service: name, message: problem } });
+      continue;
+    }
+
+    const routeProblems = [...labels.problems];
+    const health = routeHealth(options.defaults.health, labels.health, 'meshd.health.timeout', routeProblems);
+
+    for (const pub of labels.publish) {
+      const problems = [...routeProblems];
+      if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
+      if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
+      if (labels.backend === 'h2c' && pub.mode === 'tcp') problems.push(`meshd.backend=h2c applies to /http and /https ports only; port ${pub.published} is tcp and pipes bytes`);
+      if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
+      const l7 = pub.mode !== 'tcp';
+      const hosts = !l7 ? [] : labels.hosts.length || !options.domain || set.anyHost ? labels.hosts : domainHosts(service, options.domain);
+      // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
+      const acme = labels.acme === true && pub.mode === 'https' && hosts.length > 0;
+      if (labels.acme && pub.mode === 'https' && !hosts.length) problems.push(`meshd.tls=acme needs meshd.hosts: without host names there is nothing to order a certificate for; port ${pub.published} is served with certificates from files`);
+      if (labels.acme && !labels.publish.some((other) => other.mode === 'https')) problems.push(`meshd.tls=acme applies to /https ports only; port ${pub.published} is ${pub.mode}`);
+      const backends: BackendSpec[] = [];
+      for (const task of tasks) {
+        const draining = isDraining(task);
+        if (!draining && !isServing(task)) continue;
+        const node = task.NodeID ? nodeNames.get(task.NodeID) : undefined;
+        const host = taskAddress(task, allowed, networkNames);
+        if (!host) {
+          problems.push(`task ${task.ID.slice(0, 12)}${node ? ` on ${node}` : ''} has no address on ${networkLabel}; attach the service to that network`);
+          continue;
+        }
+        backends.push({ id: task.ID, host, port: pub.target, ...(node ? { node } : {}), draining });
+      }
+      backends.sort((a, b) => a.id.localeCompare(b.id));
+      if (!l7) {
+        if (labels.paths.length) problems.push(`meshd.paths applies to /http and /https ports only; port ${pub.published} is tcp`);
+        if (labels.sticky) problems.push(`meshd.sticky applies to /http and /https ports only; port ${pub.published} is tcp`);
+      }
+      if (labels.stripPrefix && !labels.paths.length) problems.push('meshd.strip-prefix needs meshd.paths: there is no prefix to strip');
+      const route: RouteSpec = {
+        name,
+        mode: pub.mode,
+        port: pub.published,
+        hosts,
+        ...(l7 && labels.paths.length ? { paths: labels.paths, ...(labels.stripPrefix ? { stripPrefix: true } : {}) } : {}),
+        ...(labels.lb && labels.lb !== 'round-robin' ? { lb: labels.lb } : {}),
+        ...(l7 && labels.sticky ? { sticky: { cookie: labels.sticky } } : {}),
+        ...(set.from ? { from: set.from } : {}),
+        health,
+        backends,
+        proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
+        ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
+        ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
+        ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
+        ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
+        ...(acme ? { acme } : {}),
+        ...(labels.backend === 'h2c' && l7 ? { backend: 'h2c' as const } : {}),
+        problems,
+      };
+      items.push({ route });
+    }
+  }
+  return items;
+}
+
+/** The notice of a route that lost its port's claim. */
+export function clashNotice(route: RouteSpec, clash: string): Notice {
+  return { service: route.name, port: route.port, message: `not served: ${clash}` };
+}
+
+/** Routing table order: by port, then name. */
+export function byPortName(a: RouteSpec, b: RouteSpec): number {
+  return a.port - b.port || a.name.localeCompare(b.name);
+}
+
+export function compile(snapshot: SwarmSnapshot, options: CompileOptions): RoutingTable {
+  const ctx = compileContext(snapshot, options);
+  const tasks = runningTasksByService(snapshot.tasks);
   const routes: RouteSpec[] = [];
   const notices: Notice[] = [];
   const claims = new PortClaims();
-
   for (const service of [...snapshot.services].sort(byCreation)) {
-    const serviceName = service.Spec.Name;
-
-    const name = serviceName;
-    for (const p of ingressPorts(service)) {
-      const mesh = options.ipvs
-        ? 'Docker\'s ingress routing mesh serves it, not meshd'
-        : 'Docker\'s ingress routing mesh owns it, and this node has no IPVS (/proc/net/ip_vs is missing), so it answers nothing here';
-      notices.push({
-        service: name,
-        port: p.published,
-        message: `port ${p.published} is published the standard way (ingress mode): ${mesh}. To serve it with meshd, remove the published port and add the service label meshd.publish=${p.published}:${p.target} and the meshd network`,
-      });
-    }
-    for (const set of routeSets(service, options.compat)) {
-      const name = set.suffix ? `${serviceName}@${set.suffix}` : serviceName;
-      const { labels } = set;
-      if (labels.publish.length === 0) {
-        for (const problem of labels.problems) notices.push({ service: name, message: problem });
+    for (const item of compileService(service, tasks.get(service.ID) ?? [], ctx)) {
+      if (item.notice) {
+        notices.push(item.notice);
         continue;
       }
-
-      const routeProblems = [...labels.problems];
-      const health = routeHealth(options.defaults.health, labels.health, 'meshd.health.timeout', routeProblems);
-
-      for (const pub of labels.publish) {
-        const problems = [...routeProblems];
-        if (labels.hosts.length && pub.mode === 'tcp') problems.push(`meshd.hosts applies to /http and /https ports only; port ${pub.published} is tcp`);
-        if (labels.proxyProtocol && pub.mode !== 'tcp') problems.push(`meshd.proxy-protocol applies to tcp ports only; port ${pub.published} is ${pub.mode}`);
-        if (labels.backend === 'h2c' && pub.mode === 'tcp') problems.push(`meshd.backend=h2c applies to /http and /https ports only; port ${pub.published} is tcp and pipes bytes`);
-        if (labels.idleTimeout !== undefined && pub.mode !== 'tcp') problems.push(`meshd.idle-timeout applies to tcp ports only; port ${pub.published} is ${pub.mode} (see --client-idle-timeout)`);
-        const l7 = pub.mode !== 'tcp';
-        const hosts = !l7 ? [] : labels.hosts.length || !options.domain || set.anyHost ? labels.hosts : domainHosts(service, options.domain);
-        // meshd.tls=acme on a service that also serves plain HTTP (for the challenge or a redirect) concerns its https ports.
-        const acme = labels.acme === true && pub.mode === 'https' && hosts.length > 0;
-        if (labels.acme && pub.mode === 'https' && !hosts.length) problems.push(`meshd.tls=acme needs meshd.hosts: without host names there is nothing to order a certificate for; port ${pub.published} is served with certificates from files`);
-        if (labels.acme && !labels.publish.some((other) => other.mode === 'https')) problems.push(`meshd.tls=acme applies to /https ports only; port ${pub.published} is ${pub.mode}`);
-        const backends: BackendSpec[] = [];
-        for (const task of tasksByService.get(service.ID) ?? []) {
-          const draining = isDraining(task);
-          if (!draining && !isServing(task)) continue;
-          const node = task.NodeID ? nodeNames.get(task.NodeID) : undefined;
-          const host = taskAddress(task, allowed, networkNames);
-          if (!host) {
-            problems.push(`task ${task.ID.slice(0, 12)}${node ? ` on ${node}` : ''} has no address on ${networkLabel}; attach the service to that network`);
-            continue;
-          }
-          backends.push({ id: task.ID, host, port: pub.target, ...(node ? { node } : {}), draining });
-        }
-        backends.sort((a, b) => a.id.localeCompare(b.id));
-        if (!l7) {
-          if (labels.paths.length) problems.push(`meshd.paths applies to /http and /https ports only; port ${pub.published} is tcp`);
-          if (labels.sticky) problems.push(`meshd.sticky applies to /http and /https ports only; port ${pub.published} is tcp`);
-        }
-        if (labels.stripPrefix && !labels.paths.length) problems.push('meshd.strip-prefix needs meshd.paths: there is no prefix to strip');
-        const route: RouteSpec = {
-          name,
-          mode: pub.mode,
-          port: pub.published,
-          hosts,
-          ...(l7 && labels.paths.length ? { paths: labels.paths, ...(labels.stripPrefix ? { stripPrefix: true } : {}) } : {}),
-          ...(labels.lb && labels.lb !== 'round-robin' ? { lb: labels.lb } : {}),
-          ...(l7 && labels.sticky ? { sticky: { cookie: labels.sticky } } : {}),
-          ...(set.from ? { from: set.from } : {}),
-          health,
-          backends,
-          proxyProtocol: pub.mode === 'tcp' && labels.proxyProtocol,
-          ...(labels.maxConnections !== undefined ? { maxConnections: labels.maxConnections } : {}),
-          ...(labels.idleTimeout !== undefined && pub.mode === 'tcp' ? { idleTimeout: labels.idleTimeout } : {}),
-          ...(pub.mode === 'http' && labels.redirectHttps !== undefined ? { redirectHttps: labels.redirectHttps } : {}),
-          ...(pub.mode === 'https' && labels.hsts ? { hsts: labels.hsts } : {}),
-          ...(acme ? { acme } : {}),
-          ...(labels.backend === 'h2c' && l7 ? { backend: 'h2c' as const } : {}),
-          problems,
-        };
-        const clash = claims.claim(route);
-        if (clash) {
-          notices.push({ service: name, port: route.port, message: `not served: ${clash}` });
-          continue;
-        }
-        routes.push(route);
-      }
+      const clash = claims.claim(item.route);
+      if (clash) notices.push(clashNotice(item.route, clash));
+      else routes.push(item.route);
     }
   }
-  routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
+  routes.sort(byPortName);
   return { routes, notices };
 }

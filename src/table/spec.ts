@@ -90,3 +90,33 @@ export interface TlsFiles {
 export interface CompileDefaults {
   health: HealthSpec;
 }
+
+/** A route's identity across tables: names are unique on a port. */
+export function routeKey(route: Pick<RouteSpec, 'port' | 'name'>): string {
+  return `${route.port} ${route.name}`;
+}
+
+/** Routes that differ from the previous table, by routeKey: the new spec, or undefined when the route is gone. */
+export type RouteChanges = Map<string, RouteSpec | undefined>;
+
+/** Deep equality of plain JSON-like data, as JSON would see it: a key holding undefined counts as absent. */
+export function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let n = 0;
+  for (const k in x) {
+    if (x[k] === undefined) continue;
+    n++;
+    if (!sameData(x[k], y[k])) return false;
+  }
+  for (const k in y) if (y[k] !== undefined) n--;
+  return n === 0;
+}

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createBalancer, type Balancer } from './balance.js';
 import { RouteLatency } from './latency.js';
-import type { BackendSpec, Mode, RouteSpec, RoutingTable, Notice } from './spec.js';
+import { routeKey, sameData, type BackendSpec, type Mode, type Notice, type RouteChanges, type RouteSpec, type RoutingTable, type TlsFiles } from './spec.js';
 
 /** Something a backend holds open (an upstream pool, a piped socket) and must close when retired. */
 export interface Closable {
@@ -302,11 +302,13 @@ export interface TableEvents {
 
 export class Table extends EventEmitter<TableEvents> {
   readonly routes = new Map<string, Route>();
-  ports = new Map<number, PortEntry>();
+  readonly ports = new Map<number, PortEntry>();
+  /** The routes on each port, to rebuild one port's entry. */
+  readonly #byPort = new Map<number, Set<Route>>();
   notices: Notice[] = [];
+  #tls: TlsFiles | undefined;
   version = 0;
   loaded = false;
-  #last = '';
   readonly #drainTimeout: number;
 
   constructor(options: { drainTimeout: number }) {
@@ -314,37 +316,71 @@ export class Table extends EventEmitter<TableEvents> {
     this.#drainTimeout = options.drainTimeout;
   }
 
-  /** Applies a compiled table; returns false when it equals the current one. */
-  apply(next: RoutingTable): boolean {
-    const text = JSON.stringify(next);
-    if (this.loaded && text === this.#last) return false;
-    this.#last = text;
+  /**
+   * Applies a compiled table; returns false when it equals the current one.
+   * `changes` says which routes differ from the table applied last, when the
+   * caller knows (the incremental compiler): then the work is in proportion
+   * to them. Without it they are found by comparing each route's spec.
+   */
+  apply(next: RoutingTable, changes: RouteChanges = this.#diff(next.routes)): boolean {
+    const noticesChanged = next.notices !== this.notices && !sameData(next.notices, this.notices);
+    if (this.loaded && !changes.size && !noticesChanged && sameData(next.tls, this.#tls)) return false;
     this.loaded = true;
     this.version++;
     this.notices = next.notices;
+    this.#tls = next.tls;
 
-    const seen = new Set<string>();
-    for (const spec of next.routes) {
-      const key = `${spec.port} ${spec.name}`;
-      seen.add(key);
+    const ports = new Set<number>();
+    for (const [key, spec] of changes) {
       let route = this.routes.get(key);
+      if (!spec) {
+        if (!route) continue;
+        for (const b of route.backends.values()) b.retire(this.#drainTimeout);
+        route.backends.clear();
+        route.refresh();
+        this.routes.delete(key);
+        this.#byPort.get(route.spec.port)!.delete(route);
+        ports.add(route.spec.port);
+        continue;
+      }
       if (!route) {
         route = new Route(spec, this);
         this.routes.set(key, route);
+        let onPort = this.#byPort.get(spec.port);
+        if (!onPort) this.#byPort.set(spec.port, (onPort = new Set()));
+        onPort.add(route);
+        ports.add(spec.port);
+      } else if (!samePlace(route.spec, spec)) {
+        ports.add(spec.port);
       }
       route.update(spec);
       this.#applyBackends(route, spec.backends);
     }
-    for (const [key, route] of this.routes) {
-      if (seen.has(key)) continue;
-      for (const b of route.backends.values()) b.retire(this.#drainTimeout);
-      route.backends.clear();
-      route.refresh();
-      this.routes.delete(key);
+    for (const port of ports) {
+      const routes = this.#byPort.get(port)!;
+      if (routes.size) this.ports.set(port, portEntry(port, routes));
+      else {
+        this.ports.delete(port);
+        this.#byPort.delete(port);
+      }
     }
-    this.ports = buildPorts(this.routes);
     this.emit('applied');
     return true;
+  }
+
+  /** The routes that differ from the current ones; the last of several with one key counts. */
+  #diff(routes: RouteSpec[]): RouteChanges {
+    const changes: RouteChanges = new Map();
+    const seen = new Set<string>();
+    for (const spec of routes) {
+      const key = routeKey(spec);
+      seen.add(key);
+      const current = this.routes.get(key)?.spec;
+      if (current && sameData(current, spec)) changes.delete(key);
+      else changes.set(key, spec);
+    }
+    for (const key of this.routes.keys()) if (!seen.has(key)) changes.set(key, undefined);
+    return changes;
   }
 
   #applyBackends(route: Route, specs: BackendSpec[]): void {
@@ -392,15 +428,16 @@ export class Table extends EventEmitter<TableEvents> {
   }
 }
 
-function buildPorts(routes: Map<string, Route>): Map<number, PortEntry> {
-  const ports = new Map<number, PortEntry>();
-  for (const route of routes.values()) {
-    const { port, mode, hosts } = route.spec;
-    let entry = ports.get(port);
-    if (!entry) {
-      entry = { port, mode, byHost: new Map(), anyHost: undefined, default: undefined, h2c: false };
-      ports.set(port, entry);
-    }
+/** Whether two specs of one route put it in the same place on its port's listener. */
+function samePlace(a: RouteSpec, b: RouteSpec): boolean {
+  return a.mode === b.mode && a.backend === b.backend && sameData(a.hosts, b.hosts) && sameData(a.paths, b.paths);
+}
+
+function portEntry(port: number, routes: Iterable<Route>): PortEntry {
+  let entry: PortEntry | undefined;
+  for (const route of routes) {
+    const { mode, hosts } = route.spec;
+    entry ??= { port, mode, byHost: new Map(), anyHost: undefined, default: undefined, h2c: false };
     if (route.spec.backend === 'h2c') entry.h2c = true;
     if (hosts.length === 0) {
       (entry.anyHost ??= new HostRoutes()).add(route);
@@ -412,5 +449,5 @@ function buildPorts(routes: Map<string, Route>): Map<number, PortEntry> {
       own.add(route);
     }
   }
-  return ports;
+  return entry!;
 }
