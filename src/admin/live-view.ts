@@ -3,7 +3,7 @@
 // taken once a second, so every viewer sees the same numbers.
 import type { Mode } from '../table/spec.js';
 import type { Listeners } from '../proxy/listeners.js';
-import type { Backend, Table } from '../table/table.js';
+import type { Backend, Route, Table } from '../table/table.js';
 
 export type BackendState = 'active' | 'pending' | 'draining' | 'out';
 
@@ -71,7 +71,10 @@ export interface DashboardView {
   auth: boolean;
   instance: InstanceView | null;
   rateWindow: number;
+  /** The routes shown: all of them, or in a large table those that need attention first, up to VIEW_MAX_BACKENDS backends. */
   routes: RouteView[];
+  /** The whole table, shown or not. */
+  totals: { routes: number; backends: number; activeBackends: number; routesDown: number; hiddenRoutes: number; hiddenNotices: number };
   notices: { service: string; port: number | null; message: string }[];
 }
 
@@ -148,8 +151,47 @@ export interface ViewSources {
   auth: boolean;
 }
 
+/**
+ * Most backends one view carries. A page with tens of thousands of cards helps
+ * nobody, and building and sending it every second would cost the proxy: a
+ * larger table is shown as its routes that need attention (a backend out,
+ * problems, a port not listening), then the others, up to this many backends.
+ */
+export const VIEW_MAX_BACKENDS = 2000;
+const VIEW_MAX_NOTICES = 200;
+
+function needsAttention(r: Route, s: ViewSources): boolean {
+  return r.eligibleCount < r.backends.size || r.spec.problems.length > 0 || s.listeners.failures.has(r.spec.port);
+}
+
+/** The routes a view shows, in port and name order. */
+function shownRoutes(s: ViewSources, all: Route[], backends: number): Route[] {
+  if (backends <= VIEW_MAX_BACKENDS) return all;
+  const shown = new Set<Route>();
+  let room = VIEW_MAX_BACKENDS;
+  for (const first of [true, false]) {
+    for (const r of all) {
+      if (needsAttention(r, s) !== first || r.backends.size > room) continue;
+      shown.add(r);
+      room -= r.backends.size;
+    }
+  }
+  return all.filter((r) => shown.has(r));
+}
+
 export function buildView(s: ViewSources): DashboardView {
-  const routes = [...s.table.routes.values()].map((r): RouteView => {
+  // A plain comparison: localeCompare over 10,000 routes costs more than the rest of the view.
+  const all = [...s.table.routes.values()].sort((a, b) => a.spec.port - b.spec.port || (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0));
+  let backendCount = 0;
+  let activeBackends = 0;
+  let routesDown = 0;
+  for (const r of all) {
+    backendCount += r.backends.size;
+    activeBackends += r.eligibleCount;
+    if (r.eligibleCount === 0) routesDown++;
+  }
+  const shown = shownRoutes(s, all, backendCount);
+  const routes = shown.map((r): RouteView => {
     const backends = [...r.backends.values()].map((b): BackendView => {
       const rates = s.rates.of(b);
       return {
@@ -195,7 +237,7 @@ export function buildView(s: ViewSources): DashboardView {
       backends,
     };
   });
-  routes.sort((a, b) => a.port - b.port || a.name.localeCompare(b.name));
+  const notices = s.table.notices;
   return {
     version: s.table.version,
     loaded: s.table.loaded,
@@ -204,6 +246,7 @@ export function buildView(s: ViewSources): DashboardView {
     instance: s.instance?.() ?? null,
     rateWindow: s.rates.windowMs,
     routes,
-    notices: s.table.notices.map((n) => ({ service: n.service, port: n.port ?? null, message: n.message })),
+    totals: { routes: all.length, backends: backendCount, activeBackends, routesDown, hiddenRoutes: all.length - shown.length, hiddenNotices: Math.max(0, notices.length - VIEW_MAX_NOTICES) },
+    notices: notices.slice(0, VIEW_MAX_NOTICES).map((n) => ({ service: n.service, port: n.port ?? null, message: n.message })),
   };
 }

@@ -46,12 +46,30 @@ function routeTls(hosts: string[], certs: CertStore) {
   return { hosts: served, problems };
 }
 
-function routesView(table: Table, listeners: Listeners, certs: CertStore, acme: AcmeCoordinator | undefined, discoveryError?: string) {
+/** Routes per /api/routes page by default: a page stays well under a megabyte or so per thousand backends. */
+export const ROUTES_PAGE = 1000;
+const ROUTES_PAGE_MAX = 10_000;
+
+/** `?offset=&limit=` of /api/routes, checked; undefined when malformed. */
+function routesPage(query: unknown): { offset: number; limit: number } | undefined {
+  const q = (query ?? {}) as Record<string, unknown>;
+  const num = (v: unknown, def: number) => (v === undefined ? def : typeof v === 'string' && /^\d{1,9}$/.test(v) ? Number(v) : NaN);
+  const offset = num(q.offset, 0);
+  const limit = num(q.limit, ROUTES_PAGE);
+  return Number.isNaN(offset) || Number.isNaN(limit) || limit < 1 || limit > ROUTES_PAGE_MAX ? undefined : { offset, limit };
+}
+
+function routesView(table: Table, listeners: Listeners, certs: CertStore, acme: AcmeCoordinator | undefined, discoveryError: string | undefined, page: { offset: number; limit: number }) {
+  const all = [...table.routes.values()].sort((a, b) => a.spec.port - b.spec.port || (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0));
+  const next = page.offset + page.limit < all.length ? page.offset + page.limit : null;
   return {
     version: table.version,
     loaded: table.loaded,
     ...(discoveryError ? { discoveryError } : {}),
-    routes: [...table.routes.values()].map((r) => ({
+    total: all.length,
+    offset: page.offset,
+    next,
+    routes: all.slice(page.offset, page.offset + page.limit).map((r) => ({
       name: r.spec.name,
       port: r.spec.port,
       mode: r.spec.mode,
@@ -113,7 +131,11 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
   app.get('/metrics', async (_req, reply) => {
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  app.get('/api/routes', async () => routesView(deps.table, deps.listeners, deps.certs, deps.acme, deps.discoveryError()));
+  app.get('/api/routes', async (req, reply) => {
+    const page = routesPage(req.query);
+    if (!page) return reply.code(400).send({ error: `offset must be a whole number, and limit one from 1 to ${ROUTES_PAGE_MAX}` });
+    return routesView(deps.table, deps.listeners, deps.certs, deps.acme, deps.discoveryError(), page);
+  });
   await registerDashboard(app, { ...deps, onRefused: () => unauthorized.inc() });
   await app.listen({ host, port });
   return app;

@@ -42,21 +42,24 @@ interface StatusOptions {
   watch: boolean;
   json: boolean;
   interval: number;
+  /** Routes read per request to the admin API. */
+  pageSize: number;
 }
 
-const USAGE = `Usage: meshd status [--admin-addr HOST:PORT] [--admin-token-file FILE] [--watch] [--json]
+const USAGE = `Usage: meshd status [--admin-addr HOST:PORT] [--admin-token-file FILE] [--watch] [--json] [--page-size N]
 
 Prints the routing table of the meshd whose admin API listens at --admin-addr
 (default $MESHD_ADMIN_ADDR or 127.0.0.1:9900): ports, routes, backends with
 node, state and health, problems. --watch redraws it when it changes; --json
 prints the admin API's answer as it is. Exits 1 when a route has no healthy
-backend, 2 when the admin API cannot be read.
+backend, 2 when the admin API cannot be read. The table is read --page-size
+routes at a time (default 1000).
 `;
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[], env: NodeJS.ProcessEnv): StatusOptions | 'help' {
-  const o: StatusOptions = { adminAddr: env.MESHD_ADMIN_ADDR ?? '127.0.0.1:9900', tokenFile: env.MESHD_ADMIN_TOKEN_FILE, watch: false, json: false, interval: 1000 };
+  const o: StatusOptions = { adminAddr: env.MESHD_ADMIN_ADDR ?? '127.0.0.1:9900', tokenFile: env.MESHD_ADMIN_TOKEN_FILE, watch: false, json: false, interval: 1000, pageSize: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
     const value = () => {
@@ -70,6 +73,12 @@ function parseArgs(argv: string[], env: NodeJS.ProcessEnv): StatusOptions | 'hel
       case '--json': o.json = true; break;
       case '--admin-addr': o.adminAddr = value(); break;
       case '--admin-token-file': o.tokenFile = value(); break;
+      case '--page-size': {
+        const v = value();
+        if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 10_000) throw new UsageError(`--page-size: must be a whole number from 1 to 10000 (got ${JSON.stringify(v)})`);
+        o.pageSize = Number(v);
+        break;
+      }
       default: throw new UsageError(`unknown argument ${JSON.stringify(argv[i])} (see meshd status --help)`);
     }
   }
@@ -77,13 +86,31 @@ function parseArgs(argv: string[], env: NodeJS.ProcessEnv): StatusOptions | 'hel
   return o;
 }
 
+/** The whole table, page by page (/api/routes answers a page of routes and the offset of the next). */
 async function fetchRoutes(o: StatusOptions): Promise<{ text: string; view: RoutesView }> {
   const headers: Record<string, string> = {};
   if (o.tokenFile) headers.authorization = `Bearer ${fs.readFileSync(o.tokenFile, 'utf8').trim()}`;
-  const res = await request(`http://${o.adminAddr}/api/routes`, { headers, headersTimeout: 5000, bodyTimeout: 5000 });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`admin API answered ${res.statusCode}: ${text.trim().slice(0, 200)}`);
-  return { text, view: JSON.parse(text) as RoutesView };
+  let view: RoutesView | undefined;
+  let text = '';
+  let pages = 0;
+  let restarts = 0;
+  for (let offset: number | null = 0; offset !== null;) {
+    const res = await request(`http://${o.adminAddr}/api/routes?offset=${offset}&limit=${o.pageSize}`, { headers, headersTimeout: 5000, bodyTimeout: 5000 });
+    text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`admin API answered ${res.statusCode}: ${text.trim().slice(0, 200)}`);
+    const page = JSON.parse(text) as RoutesView & { next?: number | null };
+    // A table that changed between pages is read again from the start (a few times; then the pages stand).
+    if (view && page.version !== view.version && restarts++ < 3) {
+      view = undefined;
+      pages = 0;
+      offset = 0;
+      continue;
+    }
+    pages++;
+    view = view ? { ...page, routes: [...view.routes, ...page.routes] } : page;
+    offset = typeof page.next === 'number' && page.next > offset ? page.next : null;
+  }
+  return { text: pages === 1 ? text : `${JSON.stringify(view)}\n`, view: view! };
 }
 
 function table(rows: string[][]): string[] {

@@ -83,4 +83,24 @@ describe('meshd status', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /unknown argument "--nope"/);
   });
+
+  it('reads a table page by page: the admin API answers a page and the offset of the next', async () => {
+    const page = async (q: string) => {
+      const r = await get(m.adminPort, `/api/routes${q}`);
+      return { status: r.status, body: JSON.parse(r.body) as { total?: number; offset?: number; next?: number | null; routes?: { name: string }[]; error?: string } };
+    };
+    const first = await page('?limit=1');
+    assert.deepEqual([first.status, first.body.total, first.body.offset, first.body.next, first.body.routes!.map((r) => r.name)], [200, 2, 0, 1, ['api']]);
+    const last = await page('?offset=1&limit=1');
+    assert.deepEqual([last.body.next, last.body.routes!.map((r) => r.name)], [null, ['web']]);
+    for (const bad of ['?limit=0', '?limit=10001', '?offset=-1', '?limit=x']) assert.equal((await page(bad)).status, 400, bad);
+    // The api route has had no healthy backend since an earlier case: exit 1, with both pages read.
+    const r = await status(['--admin-addr', admin, '--page-size', '1', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { routes: { name: string }[] }).routes.map((x) => x.name), ['api', 'web'], 'both pages, in order');
+    const text = await status(['--admin-addr', admin, '--page-size', '1']);
+    assert.equal(text.code, 1, text.stderr);
+    assert.match(text.stdout, /web {2}1\/1 backends healthy/);
+    assert.match(text.stdout, /api hosts api\.local\.dev/);
+  });
 });

@@ -2,7 +2,7 @@
 // flags, and rates from counter deltas over the sampling window.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildView, RateWindow } from '../../src/admin/live-view.js';
+import { buildView, RateWindow, VIEW_MAX_BACKENDS } from '../../src/admin/live-view.js';
 import type { Listeners } from '../../src/proxy/listeners.js';
 import type { BackendSpec } from '../../src/table/spec.js';
 import { Table } from '../../src/table/table.js';
@@ -79,5 +79,25 @@ describe('dashboard view', () => {
     assert.deepEqual(view().routes[0]!.backends.map((x) => x.rate), [0, null]);
     rates.clear();
     assert.deepEqual(view().routes[0]!.backends.map((x) => x.rate), [null, null], 'cleared when nobody watches');
+  });
+
+  it('summarises a large table: routes that need attention first, at most VIEW_MAX_BACKENDS backends, totals over all', () => {
+    const table = new Table({ drainTimeout: 1000 });
+    const routes = Array.from({ length: 300 }, (_, r) => ({
+      name: `svc${String(r).padStart(3, '0')}`, mode: 'http' as const, port: 80, hosts: [`svc${r}.test`], health, proxyProtocol: false,
+      problems: r === 7 ? ['meshd.lb: "x" is not one of round-robin, least-conn, p2c, source-hash; round-robin is used'] : [],
+      backends: Array.from({ length: 10 }, (_, i) => ({ id: `r${r}t${i}`, host: `10.0.${r}.${i}`, port: 80, draining: false })),
+    }));
+    table.apply({ routes, notices: Array.from({ length: 250 }, (_, i) => ({ service: `n${i}`, message: 'not served' })) });
+    for (const b of table.allBackends()) b.setFlag('pending', false);
+    [...table.routes.get('80 svc250')!.backends.values()][3]!.setFlag('ejected', true);
+    const listeners = { ports: [80], failures: new Map() } as unknown as Listeners;
+    const v = buildView({ table, listeners, rates: new RateWindow(5000), discoveryError: () => undefined, instance: undefined, auth: false });
+    const shown = v.routes.map((r) => r.name);
+    assert.ok(shown.includes('svc250') && shown.includes('svc007'), 'the degraded route and the one with a problem are shown');
+    assert.equal(v.routes.reduce((n, r) => n + r.backends.length, 0), VIEW_MAX_BACKENDS);
+    assert.deepEqual(shown, [...shown].sort(), 'in port and name order');
+    assert.deepEqual(v.totals, { routes: 300, backends: 3000, activeBackends: 2999, routesDown: 0, hiddenRoutes: 300 - shown.length, hiddenNotices: 50 });
+    assert.equal(v.notices.length, 200);
   });
 });

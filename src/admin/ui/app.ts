@@ -76,11 +76,13 @@ function drawSummary(v: DashboardView): void {
     const known = v.routes.map(pick).filter((n): n is number => n !== null);
     return known.length ? known.reduce((a, b) => a + b, 0) : null;
   };
-  const down = v.routes.filter((r) => r.eligible === 0).length;
-  const others = (['pending', 'draining', 'out'] as const).filter((st) => count(st)).map((st) => `<i class="t-${st}">${count(st)} ${st}</i>`);
+  const t = v.totals;
+  const down = t.routesDown;
+  // In a summarised view the counts by state cover the routes shown; the totals cover all.
+  const others = t.hiddenRoutes ? [] : (['pending', 'draining', 'out'] as const).filter((st) => count(st)).map((st) => `<i class="t-${st}">${count(st)} ${st}</i>`);
   const stats = [
-    ['Routes', `${v.routes.length}`, down ? `<i class="t-out">${down} with no active backend</i>` : ''],
-    ['Backends active', `${count('active')}<small> / ${all.length}</small>`, others.join(' · ')],
+    ['Routes', `${t.routes}`, down ? `<i class="t-out">${down} with no active backend</i>` : ''],
+    ['Backends active', `${t.activeBackends}<small> / ${t.backends}</small>`, others.join(' · ')],
     ['In flight', `${all.reduce((n, b) => n + b.active, 0)}`, ''],
     [`Requests/s · last ${duration(v.rateWindow)}`, rate(total((r) => r.rate)), ''],
     ['Errors/s', rate(total((r) => r.errorRate)), ''],
@@ -171,14 +173,24 @@ function drawRoutes(v: DashboardView): void {
     draw(el, `<h2 class="port-head"><span class="port-num">:${port}</span><span class="mode">${routes[0]!.mode.toUpperCase()}</span>${listening}</h2>${routes.map(route).join('')}`);
     sections.push(el);
   }
+  if (v.totals.hiddenRoutes) {
+    let note = main.querySelector<HTMLElement>('p.hidden-note');
+    if (!note) {
+      note = document.createElement('p');
+      note.className = 'hidden-note';
+    }
+    note.textContent = `Showing ${v.routes.length} of ${v.totals.routes} routes: those that need attention first, then the others, up to a page's worth of backends. /api/routes?limit=&offset= lists them all.`;
+    sections.unshift(note);
+  }
   // Keep the existing elements, in port order; drop ports that left the table.
   main.replaceChildren(...sections);
   for (const key of [...drawn.keys()]) if (key.startsWith('port-') && !sections.some((s) => s.dataset.key === key)) drawn.delete(key);
 }
 
 function drawNotices(v: DashboardView): void {
+  const more = v.totals.hiddenNotices ? `<li>and ${v.totals.hiddenNotices} more (/api/routes lists them all)</li>` : '';
   draw(byId('notices'), v.notices.length
-    ? `<h2>Notices</h2><ul class="notice-list">${v.notices.map((n) => `<li><span class="svc">${esc(n.service)}${n.port !== null ? ` <span class="mono">:${n.port}</span>` : ''}</span>${esc(n.message)}</li>`).join('')}</ul>`
+    ? `<h2>Notices</h2><ul class="notice-list">${v.notices.map((n) => `<li><span class="svc">${esc(n.service)}${n.port !== null ? ` <span class="mono">:${n.port}</span>` : ''}</span>${esc(n.message)}</li>`).join('')}${more}</ul>`
     : '');
 }
 
@@ -189,7 +201,7 @@ function render(): void {
   drawSummary(view);
   drawRoutes(view);
   drawNotices(view);
-  const out = view.routes.filter((r) => r.eligible === 0).length;
+  const out = view.totals.routesDown;
   document.title = `${out ? `(${out} down) ` : ''}meshd · ${view.instance?.hostname ?? ''}`;
 }
 

@@ -104,6 +104,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, "DejaVu Sans Mono", Men
 
 main { padding: 8px 24px 12px; }
 .empty { color: var(--muted); padding: 32px 0; }
+.hidden-note { color: var(--muted); margin: 8px 0 16px; }
 .port { margin: 16px 0 22px; }
 .port-head { display: flex; align-items: baseline; gap: 10px; margin: 0 0 8px; font-size: 15px; font-weight: 600; }
 .port-num { font-family: ui-monospace, SFMono-Regular, "DejaVu Sans Mono", Menlo, monospace; font-size: 15px; }
