@@ -129,7 +129,7 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
     return reply.code(ready ? 200 : 503).send({ ready, tableVersion: deps.table.version });
   });
   app.get('/metrics', async (_req, reply) => {
-    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.text());
   });
   app.get('/api/routes', async (req, reply) => {
     const page = routesPage(req.query);

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createMetrics } from '../../src/admin/metrics.js';
+import { createMetrics, TABLE_FAMILIES } from '../../src/admin/metrics.js';
 import { silentLogger } from '../../src/core/log.js';
 import { ProxyStats } from '../../src/proxy/context.js';
 import { Table } from '../../src/table/table.js';
@@ -21,6 +21,7 @@ describe('Grafana board', () => {
   const { registry } = createMetrics(new Table({ drainTimeout: 1000 }), new ProxyStats(), new CertStore({ dir: '/nonexistent', log: silentLogger() }));
   const exported = new Map<string, string[] | undefined>();
   for (const m of registry.getMetricsAsArray() as unknown as { name: string; labelNames?: string[] }[]) exported.set(m.name, m.labelNames);
+  for (const f of TABLE_FAMILIES) exported.set(f.name, f.labelNames);
 
   it('has panels, each with a query', () => {
     assert.ok(board.panels.length >= 8);
