@@ -2,10 +2,14 @@
 // services of 10 running tasks each (and 4 old tasks per slot), before and
 // after deltas. Engine answers are made in the engine's own shape, fields meshd
 // does not read included, and go through SwarmDiscovery (a fake engine) and
-// PeerServer as in meshd; a follower on loopback counts the bytes.
+// PeerServer as in meshd; a follower on loopback counts the bytes, and a
+// worker process (worker-follower.ts: PeerFollower, incremental compiler,
+// table) reports the CPU each change costs it.
 //
 //   npm run bench:peers
+import { fork, type ChildProcess } from 'node:child_process';
 import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { silentLogger } from '../src/core/log.js';
 import { DELTAS_FEATURE, FEATURES_HEADER, PeerServer, SNAPSHOTS_PATH } from '../src/discovery/peer.js';
@@ -141,15 +145,33 @@ async function measure(services: number): Promise<Record<string, number>> {
     return [lines.at(-1)!, (cpu.user + cpu.system) / 1000];
   };
   while (!lines.length) await new Promise((r) => setTimeout(r, 10)); // the hello line
+  // A worker meshd, in its own process so its CPU is its own.
+  const worker: ChildProcess = fork(fileURLToPath(new URL('./worker-follower.js', import.meta.url)), [`127.0.0.1:${port}`, TOKEN], { execArgv: ['--max-old-space-size=4096'] });
+  const reports: { cpuMs: number; rssMiB: number; routes: number }[] = [];
+  worker.on('message', (m: { cpuMs?: number; rssMiB?: number; routes?: number; error?: string }) => {
+    if (m.error) process.stderr.write(`worker: ${m.error}\n`);
+    else reports.push(m as { cpuMs: number; rssMiB: number; routes: number });
+  });
+  const applied = async (n: number) => {
+    while (reports.length < n) await new Promise((r) => setTimeout(r, 10));
+    return reports[n - 1]!;
+  };
   const [full, fullMs] = await wire();
   const out: Record<string, number> = { 'first (full) snapshot': full, 'first publish ms': fullMs };
+  // The worker connects on its own: its first table comes from whatever full line it gets.
+  const first = await applied(1);
+  out['worker: first table ms'] = first.cpuMs;
   for (const [name, change] of [['task drains', e.drain], ['task starts', e.start], ['task stops', e.stop], ['service label changes', e.relabel]] as const) {
+    const seen = reports.length;
     change();
     await read();
     const [b, ms] = await wire();
     out[`delta: ${name}`] = b;
     out[`delta publish ms: ${name}`] = ms;
+    out[`worker ms: ${name}`] = (await applied(seen + 1)).cpuMs;
   }
+  out['worker RSS MiB'] = reports.at(-1)!.rssMiB;
+  worker.disconnect();
   // What main sends every follower on every change: the whole snapshot, engine objects as read.
   const t0 = process.cpuUsage();
   out['before: whole snapshot per change'] = Buffer.byteLength(JSON.stringify(e.raw()) + '\n');

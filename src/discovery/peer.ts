@@ -469,31 +469,39 @@ export class PeerFollower {
     this.#o.log.info({ peer }, 'following peer');
     const stream = { id: '' };
     let mirror: Mirror | undefined;
-    let buffered = '';
-    for await (const chunk of res.body) {
-      buffered += chunk.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (!line.trim()) continue;
-        const msg = JSON.parse(line) as Record<string, unknown>;
-        if (msg.type === undefined || msg.type === 'full' || msg.type === 'delta') {
-          // A manager without deltas sends untyped snapshot lines.
-          if (msg.type === undefined) mirror = undefined;
-          else if (msg.type === 'full') mirror = mirrorOf(msg.version, msg.snapshot);
-          else if (mirror) applyDelta(mirror, msg);
-          else throw new Error('delta before a full snapshot');
-          this.#o.onSnapshot(mirror ? snapshotOf(mirror) : msg as unknown as SwarmSnapshot);
-          this.#hadSnapshot = true;
-        } else if (this.#o.acme) {
-          try {
-            this.#typed(peer, stream, msg, this.#o.acme);
-          } catch (err) {
-            this.#o.acme.onBadLine(`peer ${peer}: ${(err as Error).message}`);
-          }
+    const onLine = (line: string) => {
+      if (!line.trim()) return;
+      const msg = JSON.parse(line) as Record<string, unknown>;
+      if (msg.type === undefined || msg.type === 'full' || msg.type === 'delta') {
+        // A manager without deltas sends untyped snapshot lines.
+        if (msg.type === undefined) mirror = undefined;
+        else if (msg.type === 'full') mirror = mirrorOf(msg.version, msg.snapshot);
+        else if (mirror) applyDelta(mirror, msg);
+        else throw new Error('delta before a full snapshot');
+        this.#o.onSnapshot(mirror ? snapshotOf(mirror) : msg as unknown as SwarmSnapshot);
+        this.#hadSnapshot = true;
+      } else if (this.#o.acme) {
+        try {
+          this.#typed(peer, stream, msg, this.#o.acme);
+        } catch (err) {
+          this.#o.acme.onBadLine(`peer ${peer}: ${(err as Error).message}`);
         }
       }
+    };
+    // Bytes of the line in progress. Each chunk is searched for its own newlines
+    // only (a full snapshot of tens of MB arrives in thousands of chunks), and a
+    // line is decoded once whole, so no UTF-8 character is cut at a chunk's edge.
+    const parts: Buffer[] = [];
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      let from = 0;
+      for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, from)) {
+        parts.push(chunk.subarray(from, nl));
+        const line = (parts.length === 1 ? parts[0]! : Buffer.concat(parts)).toString();
+        parts.length = 0;
+        from = nl + 1;
+        onLine(line);
+      }
+      if (from < chunk.length) parts.push(chunk.subarray(from));
     }
     throw new Error('stream ended');
   }

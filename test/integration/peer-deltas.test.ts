@@ -142,6 +142,18 @@ describe('peer stream deltas', () => {
     assert.equal(seen[1]!.services[0], seen[0]!.services[0], 'an unchanged service keeps its object');
   });
 
+  it('a follower reads a snapshot line of many chunks whole, with no character cut where a chunk ends', async () => {
+    const { server, port } = await manager();
+    const seen: SwarmSnapshot[] = [];
+    follower(port, seen);
+    // About 3 MB of three-byte characters: dozens of socket reads, some ending inside one.
+    const big = swarm(['web'], [task('w1', 'web')]);
+    big.services[0]!.Spec.Labels = { note: '€'.repeat(1_000_000) };
+    server.publish(big);
+    await waitFor(() => seen.length >= 1, 10_000, 'the large snapshot');
+    assert.equal(seen[0]!.services[0]!.Spec.Labels!.note, '€'.repeat(1_000_000));
+  });
+
   it('a follower reads an older manager\'s whole snapshot lines', async () => {
     const manager = await scripted([[JSON.stringify(swarm(['web'], [task('w1', 'web')])), JSON.stringify(swarm(['web'], [task('w2', 'web')]))]]);
     cleanup.push(manager.close);
