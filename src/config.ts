@@ -2,6 +2,7 @@
 // can also be set as `MESHD_SOME_NAME`; a flag on the command line wins.
 import { parseDuration } from './core/duration.js';
 import { parseSize } from './core/size.js';
+import { autoWorkers } from './workers/cpus.js';
 import { COMPAT_KINDS, DEFAULT_ENTRYPOINTS, parseEntrypoints, type CompatKind, type Entrypoint } from './table/compat.js';
 
 export interface Config {
@@ -40,9 +41,11 @@ export interface Config {
   tlsDir: string;
   tlsDefaultCert: string | undefined;
   logLevel: string;
+  /** Proxy processes: 1 serves in the main process; more fork workers that each serve every port. */
+  workers: number;
 }
 
-type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice' | 'list' | 'entrypoints';
+type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice' | 'list' | 'entrypoints' | 'workers';
 
 interface FlagSpec {
   key: keyof Config;
@@ -90,6 +93,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'acme-storage': { key: 'acmeStorage', kind: 'string', default: '/var/lib/meshd/acme', help: 'ACME: folder for the account key and issued certificates and keys (managers; keep it on a volume)' },
   'tls-dir': { key: 'tlsDir', kind: 'string', default: '/run/secrets', help: 'folder of PEM certificates and keys for https ports (NAME.crt + NAME.key, NAME.pem + NAME-key.pem, or one file with both); re-read when they change' },
   'tls-default-cert': { key: 'tlsDefaultCert', kind: 'string', help: 'certificate for clients whose SNI name no certificate covers: a file name without extension, or a DNS name (default: the first loaded)' },
+  workers: { key: 'workers', kind: 'workers', default: 'auto', help: 'proxy processes; 1 proxies in the one process, more fork workers that each serve every port while the main process discovers, probes and serves the admin API (auto: one per CPU meshd may use)' },
   'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
 };
 
@@ -141,6 +145,11 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
       const entrypoints = parseEntrypoints(raw);
       if (typeof entrypoints === 'string') throw bad(entrypoints);
       return entrypoints;
+    }
+    case 'workers': {
+      if (raw === 'auto') return autoWorkers();
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 256) throw bad('must be auto or a whole number from 1 to 256');
+      return Number(raw);
     }
     case 'addr': {
       const m = /^(.*):(\d+)$/.exec(raw);
