@@ -15,7 +15,15 @@ import type { Table } from '../table/table.js';
 import type { AcmePeers } from '../tls/acme-coordinator.js';
 import type { ChallengeSet } from '../tls/challenges.js';
 import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
-import { addStats, emptyStats, routeKey, writeStats, type WorkerStats } from './stats.js';
+import { addStats, emptyStats, routeKey, writeStats, type BackendCounts, type WorkerStats } from './stats.js';
+
+function backendSum(stats: WorkerStats, pick: (c: BackendCounts) => number): number {
+  let n = 0;
+  for (const backends of stats.backends.values()) for (const c of backends.values()) n += pick(c);
+  return n;
+}
+
+const requestsOf = (stats: WorkerStats) => backendSum(stats, (c) => c.requests);
 
 /** How long the primary waits for every worker to confirm a table (or challenges) before it goes on without. */
 const ACK_TIMEOUT_MS = 5000;
@@ -48,6 +56,8 @@ interface Slot {
   startedAt: number;
   backoff: number;
   restarts: number;
+  /** Requests its earlier processes served, so its counter does not fall back on a restart. */
+  retiredRequests: number;
   timer: NodeJS.Timeout | undefined;
   applied: number;
   challenges: number;
@@ -74,6 +84,11 @@ export class WorkerPool implements ListenerState {
 
   constructor(deps: PoolDeps) {
     this.#d = deps;
+    // Workers accept on the shared listening socket (unless NODE_CLUSTER_SCHED_POLICY says otherwise). Node's
+    // round-robin default spreads connections more evenly, but the primary then accepts every one: a new
+    // connection per request costs a quarter of the throughput, and a connection handed to a worker as it
+    // dies hangs until the client gives up (bench/README.md, "Workers").
+    if (!process.env.NODE_CLUSTER_SCHED_POLICY) cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker.js', import.meta.url)), args: [], serialization: 'advanced' });
     deps.table.on('health', (b, flag, value) => {
       if (!(RELAYED_FLAGS as readonly string[]).includes(flag)) return;
@@ -86,7 +101,7 @@ export class WorkerPool implements ListenerState {
       for (const s of this.#slots) if (s.worker && !s.worker.isDead()) s.worker.process.kill('SIGKILL');
     });
     for (let n = 1; n <= deps.config.workers; n++) {
-      const slot: Slot = { n, worker: undefined, ready: false, startedAt: 0, backoff: RESTART_MIN_MS, restarts: 0, timer: undefined, applied: 0, challenges: 0, ports: [], failures: new Map(), last: undefined };
+      const slot: Slot = { n, worker: undefined, ready: false, startedAt: 0, backoff: RESTART_MIN_MS, restarts: 0, retiredRequests: 0, timer: undefined, applied: 0, challenges: 0, ports: [], failures: new Map(), last: undefined };
       this.#slots.push(slot);
       this.#fork(slot);
     }
@@ -223,7 +238,10 @@ export class WorkerPool implements ListenerState {
 
   #onExit(slot: Slot, w: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== w) return;
-    if (slot.last) addStats(this.#retired, slot.last, true);
+    if (slot.last) {
+      addStats(this.#retired, slot.last, true);
+      slot.retiredRequests += requestsOf(slot.last);
+    }
     slot.last = undefined;
     slot.worker = undefined;
     slot.ready = false;
@@ -292,15 +310,10 @@ export class WorkerPool implements ListenerState {
 
   #metrics(registry: Registry): void {
     const slots = this.#slots;
-    const inFlight = (s: Slot) => {
-      let n = 0;
-      for (const backends of s.last?.backends.values() ?? []) for (const c of backends.values()) n += c.active;
-      return n;
-    };
     const gauges: [name: string, help: string, value: (s: Slot) => number][] = [
       ['meshd_worker_up', '1 while a worker process serves, per worker.', (s) => (s.ready ? 1 : 0)],
       ['meshd_worker_client_connections', 'Open client connections, per worker.', (s) => s.last?.connections ?? 0],
-      ['meshd_worker_in_flight', 'In-flight requests (L7) and open connections (L4) to backends, per worker.', inFlight],
+      ['meshd_worker_in_flight', 'In-flight requests (L7) and open connections (L4) to backends, per worker.', (s) => (s.last ? backendSum(s.last, (c) => c.active) : 0)],
       ['meshd_worker_resident_memory_bytes', 'Resident memory, per worker.', (s) => s.last?.rss ?? 0],
     ];
     for (const [name, help, value] of gauges) {
@@ -311,6 +324,13 @@ export class WorkerPool implements ListenerState {
         },
       });
     }
+    new Counter({
+      name: 'meshd_worker_requests_total', help: 'Requests (L7) or connections (L4) sent to backends, per worker: how evenly the kernel or the primary spreads clients.', labelNames: ['worker'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of slots) this.inc({ worker: String(s.n) }, s.retiredRequests + (s.last ? requestsOf(s.last) : 0));
+      },
+    });
     new Counter({
       name: 'meshd_worker_restarts_total', help: 'Workers restarted after they exited, per worker.', labelNames: ['worker'], registers: [registry],
       collect() {

@@ -88,7 +88,8 @@ class WorkerProxy {
 let proxy: WorkerProxy | undefined;
 process.on('message', (m: ToWorker) => {
   if (m.t === 'init') proxy ??= new WorkerProxy(m);
-  else proxy?.handle(m);
+  else if (proxy) proxy.handle(m);
+  else if (m.t === 'stop') process.exit(0);
 });
 // The primary decides when workers stop (a terminal's Ctrl-C reaches the whole group); without it, they drain and go.
 process.on('SIGINT', () => {});
