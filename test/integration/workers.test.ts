@@ -2,7 +2,8 @@
 // worker processes) on loopback. A routes-file change is served by every worker
 // once the admin API reports it; a killed worker is restarted while the other
 // serves; SIGTERM drains every worker; /metrics sums the workers; a backend one
-// worker ejects is out on the others too.
+// worker ejects is out on the others too; certificates from --tls-dir and from
+// ACME are served by every worker, and a TLS session resumes on any of them.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,10 +12,13 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { TestCA } from '../support/certs.js';
 import type { FileRoute } from '../support/meshd.js';
 import { Backend, freePort, get, waitFor, type Reply } from '../support/net.js';
+import { httpsServed, startPebble } from '../support/pebble.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 const WORKERS = 2;
@@ -51,16 +55,21 @@ function writeRoutes(file: string, routes: FileRoute[]): void {
   fs.renameSync(`${file}.tmp`, file);
 }
 
-/** Starts meshd with two workers; t.after kills the primary and every worker it had, by pid, whatever the outcome. */
-async function startMeshd(t: TestContext, routes: FileRoute[]): Promise<Running> {
+/**
+ * Starts meshd with two workers, `tlsFiles` in its --tls-dir; t.after kills the
+ * primary and every worker it had, by pid, whatever the outcome.
+ */
+async function startMeshd(t: TestContext, routes: FileRoute[], flags: string[] = [], tlsFiles: Record<string, string> = {}): Promise<Running> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-workers-'));
   const routesFile = path.join(dir, 'routes.yml');
   writeRoutes(routesFile, routes);
+  fs.mkdirSync(path.join(dir, 'tls'));
+  for (const [name, text] of Object.entries(tlsFiles)) fs.writeFileSync(path.join(dir, 'tls', name), text);
   const admin = await freePort();
   const child = spawn(process.execPath, [
     MAIN, '--provider', 'file', '--routes', routesFile, '--listen-host', '127.0.0.1', '--admin-addr', `127.0.0.1:${admin}`,
     '--workers', String(WORKERS), '--health-interval', '200ms', '--health-timeout', '150ms', '--drain-timeout', `${DRAIN_MS}ms`,
-    '--tls-dir', path.join(dir, 'tls'),
+    '--tls-dir', path.join(dir, 'tls'), ...flags,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH } });
   const pid = child.pid!;
   const seen = new Set<number>();
@@ -127,6 +136,13 @@ async function spreadOverWorkers(m: Running): Promise<void> {
     const perWorker = series(await metrics(m), 'meshd_worker_client_connections');
     return perWorker.length === WORKERS && perWorker.every(([, v]) => v > 0);
   }, 5000, 'connections on every worker');
+}
+
+/** Every worker has served some of the requests so far. */
+async function servedByEveryWorker(m: Running): Promise<void> {
+  const perWorker = series(await metrics(m), 'meshd_worker_requests_total');
+  assert.equal(perWorker.length, WORKERS);
+  assert.ok(perWorker.every(([, v]) => v > 0), `requests per worker: ${JSON.stringify(perWorker)}`);
 }
 
 describe('--workers', () => {
@@ -234,10 +250,8 @@ describe('--workers', () => {
     const all = await metrics(m);
     assert.equal(total(all, 'meshd_backend_requests_total'), N);
     assert.equal(total(all, 'meshd_request_duration_seconds_count'), N);
-    const perWorker = series(all, 'meshd_worker_requests_total');
-    assert.equal(perWorker.length, WORKERS);
-    assert.ok(perWorker.every(([, v]) => v > 0), `every worker served some: ${JSON.stringify(perWorker)}`);
-    assert.equal(perWorker.reduce((n, [, v]) => n + v, 0), N);
+    await servedByEveryWorker(m);
+    assert.equal(total(all, 'meshd_worker_requests_total'), N);
     assert.equal((await routes(m)).routes[0]!.backends[0]!.requests, N);
   });
 
@@ -276,5 +290,60 @@ describe('--workers', () => {
     assert.deepEqual(answers.map((r) => `${r.status} ${r.body}`), Array(20).fill('200 a'));
     // A worker that had not heard of the ejection would try b (and retry on a) until it had seen failures of its own.
     assert.equal(trafficWhileBroken, seenByOne, 'no worker sent b anything more');
+  });
+
+  it('serves a --tls-dir certificate from every worker, and resumes a session on any of them', async (t) => {
+    const ca = new TestCA();
+    t.after(() => ca.remove());
+    const pem = ca.issue(['a.test']);
+    const a = await new Backend('a').start();
+    t.after(() => a.kill());
+    const port = await freePort();
+    const m = await startMeshd(t, [{ name: 'site', mode: 'https', publish: port, hosts: ['a.test'], backends: [a.address] }], [], { 'a.crt': pem.cert, 'a.key': pem.key });
+    await waitFor(async () => (await routes(m)).routes[0]!.backends[0]!.state === 'active', 5000, 'backend probed');
+
+    // Each connection takes the session ticket of the one before; workers share the ticket keys.
+    let session: Buffer | undefined;
+    const reused: boolean[] = [];
+    for (let i = 0; i < 20; i++) {
+      const socket = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: ca.pem, session, maxVersion: 'TLSv1.2' });
+      socket.once('secureConnect', () => {
+        reused.push(socket.isSessionReused());
+        session = socket.getSession();
+      });
+      socket.write('GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n');
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (c: string) => (answer += c));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('close', () => resolve());
+        socket.once('error', reject);
+      });
+      assert.match(answer, /^HTTP\/1\.1 200 [^]*\r\n\r\na$/);
+    }
+    assert.deepEqual(reused, [false, ...Array(19).fill(true)]);
+    await servedByEveryWorker(m);
+  });
+
+  it('orders an ACME certificate whose challenge any worker answers, and every worker serves it', { timeout: 120_000 }, async (t) => {
+    const a = await new Backend('a').start();
+    t.after(() => a.kill());
+    const [httpPort, httpsPort] = [await freePort(), await freePort()];
+    const pebble = await startPebble({ httpPort, validitySeconds: 3600 });
+    t.after(() => pebble.stop());
+    const root = await pebble.root();
+    const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'meshd-workers-acme-'));
+    t.after(() => fs.rmSync(storage, { recursive: true, force: true }));
+    const m = await startMeshd(t, [
+      { name: 'plain', mode: 'http', publish: httpPort, backends: [a.address] },
+      { name: 'site', mode: 'https', publish: httpsPort, hosts: ['a.test'], tls: 'acme', backends: [a.address] },
+    ], ['--acme-directory', pebble.directoryUrl, '--acme-ca-file', pebble.caFile, '--acme-storage', storage, '--acme-email', 'ops@a.test']);
+    await waitFor(async () => (await routes(m) as unknown as { routes: { acme?: { state: string } }[] }).routes.some((r) => r.acme?.state === 'valid'), 60_000, 'a valid certificate')
+      .catch((err: Error) => {
+        throw new Error(`${err.message}\n${pebble.output().slice(-2000)}\n${m.logs().slice(-2000)}`);
+      });
+    const served = await Promise.all(Array.from({ length: 20 }, () => httpsServed('127.0.0.1', httpsPort, 'a.test', root)));
+    assert.deepEqual(served.map((r) => `${r.status} ${r.body} ${r.leaf.subjectAltName}`), Array(20).fill('200 a DNS:a.test'));
+    await servedByEveryWorker(m);
   });
 });
