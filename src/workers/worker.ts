@@ -71,7 +71,13 @@ class WorkerProxy {
 
   #relay(changes: FlagChange[]): void {
     this.#relaying = true;
-    for (const c of changes) this.#table.routes.get(c.route)?.backends.get(c.backend)?.setFlag(c.flag, c.value);
+    for (const c of changes) {
+      const b = this.#table.routes.get(c.route)?.backends.get(c.backend);
+      if (!b) continue;
+      // The primary's probes ended an ejection: this worker's failure streak starts over, as recordProbe does there.
+      if (c.flag === 'ejected' && !c.value && b.ejected) b.consecutiveFailures = 0;
+      b.setFlag(c.flag, c.value);
+    }
     this.#relaying = false;
   }
 
