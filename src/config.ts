@@ -84,7 +84,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'client-header-timeout': { key: 'clientHeaderTimeout', kind: 'duration', default: '10s', help: 'L7: a client must send a whole request head within this time, or gets 408 and is closed' },
   'client-idle-timeout': { key: 'clientIdleTimeout', kind: 'duration', default: '60s', help: 'L7: a keep-alive client connection idle this long between requests is closed' },
   'tcp-idle-timeout': { key: 'tcpIdleTimeout', kind: 'duration', default: '1h', help: 'L4: a connection with no bytes either way for this long is closed (label meshd.idle-timeout overrides)' },
-  'max-connections': { key: 'maxConnections', kind: 'number', min: 1, max: 10_000_000, default: '50000', help: 'client connections the whole process holds at once; more wait in the kernel backlog (label meshd.max-connections limits one route)' },
+  'max-connections': { key: 'maxConnections', kind: 'number', min: 1, max: 10_000_000, default: '50000', help: 'client connections meshd holds at once, shared out evenly among workers; more wait in the kernel backlog (label meshd.max-connections limits one route)' },
   'max-header-size': { key: 'maxHeaderSize', kind: 'size', min: 1024, max: 1024 * 1024, default: '16KiB', help: 'L7: largest request head a client may send; larger ones get 431' },
   'admin-token-file': { key: 'adminTokenFile', kind: 'string', help: 'file holding a bearer token that every admin path but /healthz and /readyz then requires' },
   'acme-email': { key: 'acmeEmail', kind: 'string', help: 'ACME: contact address for the CA account that orders certificates for routes with tls: acme' },

@@ -102,7 +102,9 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
   app.get('/ui/app.js', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(script));
   app.get('/ui/app.css', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('text/css; charset=utf-8').send(APP_CSS));
   app.get('/favicon.ico', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('image/svg+xml').send(FAVICON_SVG));
-  app.get('/api/events', { exposeHeadRoute: false }, (req, reply) => {
+  app.get('/api/events', { exposeHeadRoute: false }, async (req, reply) => {
+    // The first snapshot of a stream then shows the workers' counters of now, not of the last tick.
+    await deps.refresh?.();
     reply.hijack();
     feed.add(reply.raw);
     // Nothing is read from the client; its end is the stream's end.
