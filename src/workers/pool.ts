@@ -111,9 +111,9 @@ export class WorkerPool implements ListenerState {
     return this.#published;
   }
 
-  /** Ports every running worker listens on. */
+  /** Ports every worker that serves a table listens on. */
   get ports(): number[] {
-    const up = this.#slots.filter((s) => s.ready);
+    const up = this.#slots.filter((s) => s.ready && s.applied > 0);
     if (up.length === 0) return [];
     return up[0]!.ports.filter((p) => up.every((s) => s.ports.includes(p)));
   }
@@ -128,7 +128,7 @@ export class WorkerPool implements ListenerState {
   async publish(next: RoutingTable): Promise<void> {
     const version = this.#d.table.version;
     this.#table = { version, table: next };
-    for (const s of this.#slots) if (s.ready) this.#send(s, this.#tableMessage());
+    this.#broadcast(this.#tableMessage());
     if (!(await this.#until((s) => s.applied >= version))) {
       const late = this.#live().filter((s) => s.applied < version).map((s) => s.n);
       this.#d.log.warn({ version, workers: late, waited: ACK_TIMEOUT_MS }, 'workers did not confirm the routing table in time; reporting it anyway');
@@ -158,15 +158,14 @@ export class WorkerPool implements ListenerState {
     const asked = this.#slots.filter((s) => s.ready);
     await Promise.all(asked.map((s) => new Promise<void>((resolve) => {
       const id = ++this.#statsId;
-      const timer = setTimeout(() => {
+      const done = () => {
+        clearTimeout(timer);
         this.#statsWaiters.delete(id);
         resolve();
-      }, STATS_TIMEOUT_MS);
-      this.#statsWaiters.set(id, () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      if (!this.#send(s, { t: 'stats', id })) this.#statsWaiters.get(id)!();
+      };
+      const timer = setTimeout(done, STATS_TIMEOUT_MS);
+      this.#statsWaiters.set(id, done);
+      if (!this.#send(s, { t: 'stats', id })) done();
     })));
     const sum = emptyStats();
     addStats(sum, this.#retired);

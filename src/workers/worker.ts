@@ -3,6 +3,7 @@
 // certificates and ACME challenges; it reports back the flags its own traffic
 // changed (passive ejection), its counters when asked, and each table once its
 // ports are reconciled. It stops when the primary says so, or goes away.
+import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { ProxyStats, proxyContext } from '../proxy/context.js';
 import { drain, Listeners } from '../proxy/listeners.js';
@@ -20,7 +21,7 @@ const send = (m: FromWorker) => void process.send!(m);
 const share = (n: number, workers: number) => Math.max(1, Math.ceil(n / workers));
 
 class WorkerProxy {
-  readonly #config: Extract<ToWorker, { t: 'init' }>['config'];
+  readonly #config: Config;
   readonly #log: Logger;
   readonly #table: Table;
   readonly #stats = new ProxyStats();
@@ -61,9 +62,7 @@ class WorkerProxy {
   async #applyTable(version: number, next: RoutingTable, flags: FlagChange[]): Promise<void> {
     this.#certs.setRoutesFiles(next.tls?.certificates ?? []);
     const workers = this.#config.workers;
-    this.#relaying = true;
     this.#table.apply({ ...next, routes: next.routes.map((r) => (r.maxConnections === undefined ? r : { ...r, maxConnections: share(r.maxConnections, workers) })) });
-    this.#relaying = false;
     this.#relay(flags);
     await this.#listeners.reconcile();
     send({ t: 'applied', version, ports: this.#listeners.ports, failures: new Map(this.#listeners.failures) });
