@@ -52,8 +52,8 @@ export interface MeshdPorts {
   admin: number;
 }
 
-/** meshd from this build, one process serving an `http` and/or a `tcp` route over the backends. */
-export async function startMeshd(dir: string, ports: MeshdPorts, backends: number[]): Promise<Running> {
+/** meshd from this build serving an `http` and/or a `tcp` route over the backends: one process, or `workers` (pinned to `cpu` if given). */
+export async function startMeshd(dir: string, ports: MeshdPorts, backends: number[], workers = '1', cpu?: number): Promise<Running> {
   const list = backends.map((b) => `"127.0.0.1:${b}"`).join(', ');
   const routes = [
     ports.http && `  - { name: web, publish: ${ports.http}, mode: http, backends: [${list}], health: { interval: 5s, timeout: 1s } }`,
@@ -61,13 +61,13 @@ export async function startMeshd(dir: string, ports: MeshdPorts, backends: numbe
   ].filter(Boolean);
   const file = path.join(fs.mkdtempSync(path.join(dir, 'meshd-')), 'routes.yml');
   fs.writeFileSync(file, `routes:\n${routes.join('\n')}\n`);
-  return spawnMeshd(file, ports.admin, [ports.http, ports.tcp].filter((p): p is number => p !== undefined));
+  return spawnMeshd(file, ports.admin, [ports.http, ports.tcp].filter((p): p is number => p !== undefined), 'warn', cpu, workers);
 }
 
-/** meshd on a given routes file; resolves once the admin port and `listen` ports accept. */
-export async function spawnMeshd(routesFile: string, admin: number, listen: number[], logLevel = 'warn', cpu?: number): Promise<Running> {
+/** meshd on a given routes file, one process unless `workers` says otherwise; resolves once the admin port and `listen` ports accept. */
+export async function spawnMeshd(routesFile: string, admin: number, listen: number[], logLevel = 'warn', cpu?: number, workers = '1'): Promise<Running> {
   const child = track(spawn(...pinned(cpu, process.execPath, [MESHD_MAIN, '--provider', 'file', '--routes', routesFile, '--listen-host', '127.0.0.1',
-    '--admin-addr', `127.0.0.1:${admin}`, '--log-level', logLevel]), { stdio: ['ignore', 'ignore', 'inherit'] }));
+    '--admin-addr', `127.0.0.1:${admin}`, '--log-level', logLevel, '--workers', workers]), { stdio: ['ignore', 'ignore', 'inherit'] }));
   for (const port of [admin, ...listen]) await waitPort(port, child);
   return running('meshd', child);
 }

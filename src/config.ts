@@ -2,6 +2,7 @@
 // can also be set as `MESHD_SOME_NAME`; a flag on the command line wins.
 import { parseDuration } from './core/duration.js';
 import { parseSize } from './core/size.js';
+import { autoWorkers } from './workers/cpus.js';
 import { COMPAT_KINDS, DEFAULT_ENTRYPOINTS, parseEntrypoints, type CompatKind, type Entrypoint } from './table/compat.js';
 
 export interface Config {
@@ -40,9 +41,11 @@ export interface Config {
   tlsDir: string;
   tlsDefaultCert: string | undefined;
   logLevel: string;
+  /** Proxy processes: 1 serves in the main process; more fork workers that each serve every port. */
+  workers: number;
 }
 
-type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice' | 'list' | 'entrypoints';
+type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice' | 'list' | 'entrypoints' | 'workers';
 
 interface FlagSpec {
   key: keyof Config;
@@ -81,7 +84,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'client-header-timeout': { key: 'clientHeaderTimeout', kind: 'duration', default: '10s', help: 'L7: a client must send a whole request head within this time, or gets 408 and is closed' },
   'client-idle-timeout': { key: 'clientIdleTimeout', kind: 'duration', default: '60s', help: 'L7: a keep-alive client connection idle this long between requests is closed' },
   'tcp-idle-timeout': { key: 'tcpIdleTimeout', kind: 'duration', default: '1h', help: 'L4: a connection with no bytes either way for this long is closed (label meshd.idle-timeout overrides)' },
-  'max-connections': { key: 'maxConnections', kind: 'number', min: 1, max: 10_000_000, default: '50000', help: 'client connections the whole process holds at once; more wait in the kernel backlog (label meshd.max-connections limits one route)' },
+  'max-connections': { key: 'maxConnections', kind: 'number', min: 1, max: 10_000_000, default: '50000', help: 'client connections meshd holds at once, shared out evenly among workers; more wait in the kernel backlog (label meshd.max-connections limits one route)' },
   'max-header-size': { key: 'maxHeaderSize', kind: 'size', min: 1024, max: 1024 * 1024, default: '16KiB', help: 'L7: largest request head a client may send; larger ones get 431' },
   'admin-token-file': { key: 'adminTokenFile', kind: 'string', help: 'file holding a bearer token that every admin path but /healthz and /readyz then requires' },
   'acme-email': { key: 'acmeEmail', kind: 'string', help: 'ACME: contact address for the CA account that orders certificates for routes with tls: acme' },
@@ -90,6 +93,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'acme-storage': { key: 'acmeStorage', kind: 'string', default: '/var/lib/meshd/acme', help: 'ACME: folder for the account key and issued certificates and keys (managers; keep it on a volume)' },
   'tls-dir': { key: 'tlsDir', kind: 'string', default: '/run/secrets', help: 'folder of PEM certificates and keys for https ports (NAME.crt + NAME.key, NAME.pem + NAME-key.pem, or one file with both); re-read when they change' },
   'tls-default-cert': { key: 'tlsDefaultCert', kind: 'string', help: 'certificate for clients whose SNI name no certificate covers: a file name without extension, or a DNS name (default: the first loaded)' },
+  workers: { key: 'workers', kind: 'workers', default: 'auto', help: 'proxy processes; 1 proxies in the one process, more fork workers that each serve every port while the main process discovers, probes and serves the admin API (auto: one per CPU meshd may use)' },
   'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
 };
 
@@ -141,6 +145,11 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
       const entrypoints = parseEntrypoints(raw);
       if (typeof entrypoints === 'string') throw bad(entrypoints);
       return entrypoints;
+    }
+    case 'workers': {
+      if (raw === 'auto') return autoWorkers();
+      if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 256) throw bad('must be auto or a whole number from 1 to 256');
+      return Number(raw);
     }
     case 'addr': {
       const m = /^(.*):(\d+)$/.exec(raw);

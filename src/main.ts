@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     process.stderr.write(`meshd: ${err.message}\n`);
     process.exit(2);
   }
-  log.info({ admin: `${config.adminAddr.host}:${config.adminAddr.port}`, provider: config.provider }, 'meshd started');
+  log.info({ admin: `${config.adminAddr.host}:${config.adminAddr.port}`, provider: config.provider, workers: config.workers }, 'meshd started');
   // The signal came after the last point where the start could be cancelled.
   if (stopping) finish(meshd);
 }

@@ -1,5 +1,7 @@
 // Wiring: route source → compile → live table → listeners, probes and admin API.
-// `startMeshd` is what the CLI runs; tests start it in-process the same way.
+// With --workers N > 1 the listeners live in N worker processes (src/workers/)
+// and this process feeds them. `startMeshd` is what the CLI runs; tests start
+// it in-process the same way.
 import fs from 'node:fs';
 import os from 'node:os';
 import type { FastifyInstance } from 'fastify';
@@ -10,17 +12,18 @@ import type { Logger } from './core/log.js';
 import { startSource } from './discovery/source.js';
 import type { DockerReader } from './discovery/swarm.js';
 import { Prober } from './health/prober.js';
-import { ProxyStats, type ProxyContext } from './proxy/context.js';
-import { Listeners } from './proxy/listeners.js';
+import { ProxyStats, proxyContext } from './proxy/context.js';
+import { drain, Listeners, type ListenerState } from './proxy/listeners.js';
 import type { CompileDefaults, RouteChanges, RoutingTable } from './table/spec.js';
 import { Table } from './table/table.js';
 import { AcmeCoordinator } from './tls/acme-coordinator.js';
 import { ChallengeSet } from './tls/challenges.js';
 import { CertStore } from './tls/store.js';
+import { WorkerPool } from './workers/pool.js';
 
 export interface Meshd {
   table: Table;
-  listeners: Listeners;
+  listeners: ListenerState;
   metrics: Metrics;
   stats: ProxyStats;
   certs: CertStore;
@@ -63,14 +66,14 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     acme: { directoryUrl: config.acmeDirectory, email: config.acmeEmail, caFile: config.acmeCaFile, storageDir: config.acmeStorage },
     certs, challenges, log: alog,
   });
-  const metrics = createMetrics(table, stats, certs, acme);
-  const ctx: ProxyContext = { table, log: log.child({ component: 'proxy' }), stats, certs, challenges, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
-    limits: {
-      headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
-      maxConnections: config.maxConnections, maxHeaderSize: config.maxHeaderSize,
-    },
-  };
-  const listeners = new Listeners(ctx, config.listenHost, log.child({ component: 'listeners' }));
+  let pool: WorkerPool | undefined;
+  const version = () => pool?.version ?? table.version;
+  const metrics = createMetrics(table, stats, certs, acme, version);
+  // With workers, this process proxies nothing: its table holds the flags they follow and the sums of their counters.
+  pool = config.workers > 1
+    ? new WorkerPool({ config, log: log.child({ component: 'workers' }), table, stats, ticketKeys: certs.ticketKeys, challenges, registry: metrics.registry })
+    : undefined;
+  const listeners = pool ? undefined : new Listeners(proxyContext(config, { table, log: log.child({ component: 'proxy' }), stats, certs, challenges }), config.listenHost, log.child({ component: 'listeners' }));
   const prober = new Prober(table, log.child({ component: 'health' }));
   const defaults: CompileDefaults = {
     health: { interval: config.healthInterval, timeout: config.healthTimeout, rise: config.healthRise, fall: config.healthFall },
@@ -102,7 +105,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
     logProblemsOnce(next);
-    reconciled = listeners.reconcile();
+    reconciled = pool ? pool.publish(next) : listeners!.reconcile();
   };
   const onError = (err: unknown) => {
     const message = (err as Error).message ?? String(err);
@@ -124,20 +127,28 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
       alog.warn({ err: reason }, 'ignoring an ACME line from a peer');
     },
   };
-  const source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal, acme: acmeFromPeers });
+  let source: Awaited<ReturnType<typeof startSource>>;
   try {
-    acme.attach(source.role !== 'worker', source.peers);
+    source = await startSource(config, { log: dlog, defaults, onTable, onError, onTaskFailed, docker, signal, acme: acmeFromPeers });
+  } catch (err) {
+    await pool?.stop();
+    throw err;
+  }
+  try {
+    acme.attach(source.role !== 'worker', pool ? pool.acmePeers(source.peers) : source.peers);
   } catch (err) {
     await source.stop();
+    await pool?.stop();
     throw new ConfigError(`--acme-ca-file: cannot read ${config.acmeCaFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
 
   const instance = () => ({ hostname: os.hostname(), provider: config.provider, role: source.role, following: source.following?.() ?? null });
-  const admin = await startAdmin({ table, listeners, metrics, certs, acme, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token, instance },
+  const refresh = pool && (() => pool.collect());
+  const admin = await startAdmin({ table, listeners: pool ?? listeners!, version, refresh, metrics, certs, acme, log: log.child({ component: 'admin' }), discoveryError: () => discoveryError, accepting: () => accepting, token, instance },
     config.adminAddr.host, config.adminAddr.port);
 
   return {
-    table, listeners, metrics, stats, certs, acme, admin,
+    table, listeners: pool ?? listeners!, metrics, stats, certs, acme, admin,
     settled: () => reconciled,
     async stop() {
       accepting = false;
@@ -145,13 +156,9 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
       const acmeStopped = acme.stop();
       await source.stop();
       prober.stop();
-      const closed = listeners.close();
-      table.close();
       const deadline = Date.now() + config.drainTimeout;
-      while (Date.now() < deadline && [...table.allBackends()].some((b) => b.active > 0)) await new Promise((r) => setTimeout(r, 50));
-      for (const b of table.allBackends()) b.close(true);
-      listeners.forceClose();
-      await closed;
+      if (pool) await pool.stop();
+      else await drain(listeners!, table, deadline);
       await Promise.race([acmeStopped, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
       certs.stop();
       await admin.close();

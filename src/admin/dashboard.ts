@@ -9,7 +9,7 @@ import os from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { bearerMatches, secretMatches } from '../core/token.js';
-import type { Listeners } from '../proxy/listeners.js';
+import type { ListenerState } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
 import { EventFeed } from './events.js';
 import { buildView, RateWindow, type InstanceView } from './live-view.js';
@@ -18,8 +18,10 @@ import { APP_CSS, FAVICON_SVG, dashboardPage, loginPage } from './ui/page.js';
 
 export interface DashboardDeps {
   table: Table;
-  listeners: Listeners;
+  listeners: ListenerState;
   metrics: Metrics;
+  version: () => number;
+  refresh?: (() => Promise<void>) | undefined;
   discoveryError: () => string | undefined;
   instance?: (() => InstanceView) | undefined;
   token?: string | undefined;
@@ -66,9 +68,13 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
   const feed = new EventFeed({
     view: () => {
       snapshots.inc();
-      return JSON.stringify(buildView({ table, listeners: deps.listeners, rates, discoveryError: deps.discoveryError, instance: deps.instance, auth: token !== undefined }));
+      return JSON.stringify(buildView({ table, version: deps.version(), listeners: deps.listeners, rates, discoveryError: deps.discoveryError, instance: deps.instance, auth: token !== undefined }));
     },
-    sample: () => rates.sample(table, Date.now()),
+    // With workers, their counters arrive for the next tick: a second behind, as the rates are anyway.
+    sample: () => {
+      void deps.refresh?.();
+      rates.sample(table, Date.now());
+    },
     idle: () => rates.clear(),
   });
   new Gauge({
@@ -96,7 +102,9 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
   app.get('/ui/app.js', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('text/javascript; charset=utf-8').send(script));
   app.get('/ui/app.css', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('text/css; charset=utf-8').send(APP_CSS));
   app.get('/favicon.ico', async (_req, reply) => reply.headers(SECURITY_HEADERS).type('image/svg+xml').send(FAVICON_SVG));
-  app.get('/api/events', { exposeHeadRoute: false }, (req, reply) => {
+  app.get('/api/events', { exposeHeadRoute: false }, async (req, reply) => {
+    // The first snapshot of a stream then shows the workers' counters of now, not of the last tick.
+    await deps.refresh?.();
     reply.hijack();
     feed.add(reply.raw);
     // Nothing is read from the client; its end is the stream's end.

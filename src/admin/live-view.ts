@@ -2,7 +2,7 @@
 // rates, as one plain object. Rates come from counter deltas between samples
 // taken once a second, so every viewer sees the same numbers.
 import type { Mode } from '../table/spec.js';
-import type { Listeners } from '../proxy/listeners.js';
+import type { ListenerState } from '../proxy/listeners.js';
 import type { Backend, Route, Table } from '../table/table.js';
 
 export type BackendState = 'active' | 'pending' | 'draining' | 'out';
@@ -144,7 +144,9 @@ function sum(values: (number | null)[]): number | null {
 
 export interface ViewSources {
   table: Table;
-  listeners: Listeners;
+  /** The table version the proxies serve. */
+  version: number;
+  listeners: ListenerState;
   rates: RateWindow;
   discoveryError: () => string | undefined;
   instance: (() => InstanceView) | undefined;
@@ -239,7 +241,7 @@ export function buildView(s: ViewSources): DashboardView {
   });
   const notices = s.table.notices;
   return {
-    version: s.table.version,
+    version: s.version,
     loaded: s.table.loaded,
     discoveryError: s.discoveryError() ?? null,
     auth: s.auth,

@@ -82,7 +82,7 @@ export function tableMetricsText(table: Table): string {
   return Object.values(parts).map((lines) => lines.join('')).join('');
 }
 
-export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore, acme?: AcmeCoordinator): Metrics {
+export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore, acme?: AcmeCoordinator, version = () => table.version): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meshd_process_' });
   new Counter({
@@ -115,7 +115,7 @@ export function createMetrics(table: Table, stats: ProxyStats, certs: CertStore,
   new Gauge({
     name: 'meshd_table_version', help: 'Version of the routing table in force (increments on each change).', registers: [registry],
     collect() {
-      this.set(table.version);
+      this.set(version());
     },
   });
   new Counter({

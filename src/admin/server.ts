@@ -5,7 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { Counter } from 'prom-client';
 import type { Logger } from '../core/log.js';
 import { bearerMatches } from '../core/token.js';
-import type { Listeners } from '../proxy/listeners.js';
+import type { ListenerState } from '../proxy/listeners.js';
 import type { Table } from '../table/table.js';
 import type { AcmeCoordinator } from '../tls/acme-coordinator.js';
 import type { CertStore } from '../tls/store.js';
@@ -15,8 +15,12 @@ import type { Metrics } from './metrics.js';
 
 export interface AdminDeps {
   table: Table;
-  listeners: Listeners;
+  listeners: ListenerState;
   metrics: Metrics;
+  /** The table version every proxy serves (with workers, the last one they all confirmed). */
+  version: () => number;
+  /** Brings the table's counters up to date first (with workers, their sums); absent when the proxy counts into the table itself. */
+  refresh?: (() => Promise<void>) | undefined;
   certs: CertStore;
   acme?: AcmeCoordinator | undefined;
   log: Logger;
@@ -59,11 +63,11 @@ function routesPage(query: unknown): { offset: number; limit: number } | undefin
   return Number.isNaN(offset) || Number.isNaN(limit) || limit < 1 || limit > ROUTES_PAGE_MAX ? undefined : { offset, limit };
 }
 
-function routesView(table: Table, listeners: Listeners, certs: CertStore, acme: AcmeCoordinator | undefined, discoveryError: string | undefined, page: { offset: number; limit: number }) {
+function routesView(table: Table, version: number, listeners: ListenerState, certs: CertStore, acme: AcmeCoordinator | undefined, discoveryError: string | undefined, page: { offset: number; limit: number }) {
   const all = [...table.routes.values()].sort((a, b) => a.spec.port - b.spec.port || (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0));
   const next = page.offset + page.limit < all.length ? page.offset + page.limit : null;
   return {
-    version: table.version,
+    version,
     loaded: table.loaded,
     ...(discoveryError ? { discoveryError } : {}),
     total: all.length,
@@ -125,16 +129,19 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
   }
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const ready = deps.table.loaded && deps.accepting();
-    return reply.code(ready ? 200 : 503).send({ ready, tableVersion: deps.table.version });
+    const version = deps.version();
+    const ready = version > 0 && deps.accepting();
+    return reply.code(ready ? 200 : 503).send({ ready, tableVersion: version });
   });
   app.get('/metrics', async (_req, reply) => {
+    await deps.refresh?.();
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.text());
   });
   app.get('/api/routes', async (req, reply) => {
     const page = routesPage(req.query);
     if (!page) return reply.code(400).send({ error: `offset must be a whole number, and limit one from 1 to ${ROUTES_PAGE_MAX}` });
-    return routesView(deps.table, deps.listeners, deps.certs, deps.acme, deps.discoveryError(), page);
+    await deps.refresh?.();
+    return routesView(deps.table, deps.version(), deps.listeners, deps.certs, deps.acme, deps.discoveryError(), page);
   });
   await registerDashboard(app, { ...deps, onRefused: () => unauthorized.inc() });
   await app.listen({ host, port });

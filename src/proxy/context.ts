@@ -1,5 +1,6 @@
 // What the proxies share: the live table (read only), timeouts, and the counters
 // the admin API exports. The proxies never call the control plane.
+import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { Table } from '../table/table.js';
@@ -57,4 +58,15 @@ export interface ProxyContext {
   certs: CertStore;
   /** ACME HTTP-01 tokens that plain-HTTP ports answer themselves; empty unless an order is under way. */
   challenges: ChallengeSet;
+}
+
+/** The proxy's settings from the flags, around its table, counters and certificates. */
+export function proxyContext(config: Config, parts: Pick<ProxyContext, 'table' | 'log' | 'stats' | 'certs' | 'challenges'>, maxConnections = config.maxConnections): ProxyContext {
+  return {
+    ...parts, connectTimeout: config.connectTimeout, responseTimeout: config.responseTimeout,
+    limits: {
+      headerTimeout: config.clientHeaderTimeout, idleTimeout: config.clientIdleTimeout, tcpIdleTimeout: config.tcpIdleTimeout,
+      maxConnections, maxHeaderSize: config.maxHeaderSize,
+    },
+  };
 }

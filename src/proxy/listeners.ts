@@ -4,6 +4,7 @@
 import type net from 'node:net';
 import type { Logger } from '../core/log.js';
 import type { Mode } from '../table/spec.js';
+import type { Table } from '../table/table.js';
 import type { ProxyContext } from './context.js';
 import { createHttpsServer } from './https.js';
 import { createPlainServer } from './plain.js';
@@ -14,7 +15,13 @@ interface Listener {
   server: net.Server;
 }
 
-export class Listeners {
+/** Which published ports serve, and why the others cannot: what the admin API shows. */
+export interface ListenerState {
+  readonly ports: number[];
+  readonly failures: ReadonlyMap<number, string>;
+}
+
+export class Listeners implements ListenerState {
   readonly #ctx: ProxyContext;
   readonly #host: string;
   readonly #log: Logger;
@@ -84,6 +91,19 @@ export class Listeners {
   forceClose(): void {
     for (const s of this.#closing) (s as { closeAllConnections?: () => void }).closeAllConnections?.();
   }
+}
+
+/**
+ * Stops accepting on every port and lets in-flight work finish until
+ * `deadline` (ms since the epoch), then ends what is left.
+ */
+export async function drain(listeners: Listeners, table: Table, deadline: number): Promise<void> {
+  const closed = listeners.close();
+  table.close();
+  while (Date.now() < deadline && [...table.allBackends()].some((b) => b.active > 0)) await new Promise((r) => setTimeout(r, 50));
+  for (const b of table.allBackends()) b.close(true);
+  listeners.forceClose();
+  await closed;
 }
 
 function listen(server: net.Server, host: string, port: number): Promise<void> {

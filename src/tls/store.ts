@@ -76,6 +76,8 @@ export interface CertStoreOptions {
   log: Logger;
   /** How often files are checked for changes (ms). */
   pollInterval?: number;
+  /** Session ticket keys to share with other processes serving the same ports; random when absent. */
+  ticketKeys?: Buffer | undefined;
 }
 
 export interface CertStoreEvents {
@@ -184,7 +186,7 @@ export class CertStore extends EventEmitter<CertStoreEvents> {
   readonly dir: string;
   readonly defaultName: string | undefined;
   /** Session ticket keys shared by every context, so a client resumes whichever certificate served it. */
-  readonly ticketKeys = crypto.randomBytes(48);
+  readonly ticketKeys: Buffer;
   /** Certificates refused since start, for /metrics. */
   errors = 0;
   readonly #log: Logger;
@@ -206,6 +208,7 @@ export class CertStore extends EventEmitter<CertStoreEvents> {
     this.defaultName = options.defaultName;
     this.#log = options.log;
     this.#pollInterval = options.pollInterval ?? 1000;
+    this.ticketKeys = options.ticketKeys ?? crypto.randomBytes(48);
   }
 
   /** Reads the folder now, then looks for changes every poll interval. */

@@ -46,7 +46,7 @@ export class TestMeshd {
     const config = parseConfig([
       '--provider', 'file', '--routes', this.routesFile, '--listen-host', '127.0.0.1',
       '--admin-addr', `127.0.0.1:${this.adminPort}`, '--health-interval', '200ms', '--health-timeout', '150ms',
-      '--health-rise', '2', '--health-fall', '2', '--drain-timeout', '5s', '--tls-dir', path.join(this.dir, 'tls'), ...flags,
+      '--health-rise', '2', '--health-fall', '2', '--drain-timeout', '5s', '--tls-dir', path.join(this.dir, 'tls'), '--workers', '1', ...flags,
     ], {});
     if (config === 'help') throw new Error('unexpected help');
     this.config = config;

@@ -36,6 +36,16 @@ describe('config', () => {
     for (const flag of ['--acme-email', '--acme-directory', '--acme-ca-file', '--acme-storage']) assert.match(helpText(), new RegExp(flag));
   });
 
+  it('takes --workers as auto (the CPUs meshd may use) or a count', () => {
+    const d = parseConfig([], {});
+    if (d === 'help') throw new Error('help');
+    assert.ok(d.workers >= 1);
+    const c = parseConfig(['--workers', '4'], {});
+    if (c === 'help') throw new Error('help');
+    assert.equal(c.workers, 4);
+    for (const bad of ['0', '-1', '2.5', 'many', '257']) assert.throws(() => parseConfig(['--workers', bad], {}), /--workers: must be auto or a whole number/);
+  });
+
   it('takes --domain as a lower-case DNS name, and refuses anything else', () => {
     const c = parseConfig(['--domain', 'Local.Dev.'], {});
     if (c === 'help') throw new Error('help');

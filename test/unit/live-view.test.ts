@@ -15,7 +15,7 @@ function setup(backends: BackendSpec[]) {
   table.apply({ routes: [{ name: 'web', mode: 'http', port: 80, hosts: [], health: { ...health, path: '/health' }, backends, proxyProtocol: false, problems: [] }], notices: [] });
   const listeners = { ports: [80], failures: new Map() } as unknown as Listeners;
   const rates = new RateWindow(5000);
-  const view = () => buildView({ table, listeners, rates, discoveryError: () => undefined, instance: undefined, auth: false });
+  const view = () => buildView({ table, version: table.version, listeners, rates, discoveryError: () => undefined, instance: undefined, auth: false });
   const b = (n: number) => [...table.allBackends()].find((x) => x.id === `t${n}`)!;
   return { table, rates, view, b };
 }
@@ -92,7 +92,7 @@ describe('dashboard view', () => {
     for (const b of table.allBackends()) b.setFlag('pending', false);
     [...table.routes.get('80 svc250')!.backends.values()][3]!.setFlag('ejected', true);
     const listeners = { ports: [80], failures: new Map() } as unknown as Listeners;
-    const v = buildView({ table, listeners, rates: new RateWindow(5000), discoveryError: () => undefined, instance: undefined, auth: false });
+    const v = buildView({ table, version: table.version, listeners, rates: new RateWindow(5000), discoveryError: () => undefined, instance: undefined, auth: false });
     const shown = v.routes.map((r) => r.name);
     assert.ok(shown.includes('svc250') && shown.includes('svc007'), 'the degraded route and the one with a problem are shown');
     assert.equal(v.routes.reduce((n, r) => n + r.backends.length, 0), VIEW_MAX_BACKENDS);

@@ -1,0 +1,36 @@
+// What the primary and its workers say to each other over the cluster's IPC
+// channel (advanced serialization: Maps and Buffers cross as they are).
+import type { Config } from '../config.js';
+import type { RoutingTable } from '../table/spec.js';
+import type { ChallengeSnapshot } from '../tls/challenges.js';
+import type { WorkerStats } from './stats.js';
+
+/** The health flags the primary owns or relays (draining comes with the table). */
+export type RelayedFlag = 'pending' | 'activeDown' | 'ejected' | 'failed';
+export const RELAYED_FLAGS: readonly RelayedFlag[] = ['pending', 'activeDown', 'ejected', 'failed'];
+
+export interface FlagChange {
+  route: string;
+  backend: string;
+  flag: RelayedFlag;
+  value: boolean;
+}
+
+export type ToWorker =
+  | { t: 'init'; config: Config; worker: number; ticketKeys: Buffer }
+  /** A table, with every backend's health flags as the primary has them. */
+  | { t: 'table'; version: number; table: RoutingTable; flags: FlagChange[] }
+  | ({ t: 'health' } & FlagChange)
+  | { t: 'certificate'; names: string[]; certPem: string; keyPem: string }
+  | { t: 'challenges'; seq: number; snapshot: ChallengeSnapshot }
+  | { t: 'stats'; id: number }
+  | { t: 'stop' };
+
+export type FromWorker =
+  /** Listening for messages: the primary may send init and the current state. */
+  | { t: 'ready' }
+  | { t: 'applied'; version: number; ports: number[]; failures: Map<number, string> }
+  | { t: 'challenges'; seq: number }
+  /** A flag the worker's own traffic changed (passive ejection). */
+  | ({ t: 'health' } & FlagChange)
+  | { t: 'stats'; id: number; stats: WorkerStats };

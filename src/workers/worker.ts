@@ -1,0 +1,103 @@
+// A worker process (--workers N > 1): it proxies every published port and
+// nothing else. The primary sends it the routing table, health flags,
+// certificates and ACME challenges; it reports back the flags its own traffic
+// changed (passive ejection), its counters when asked, and each table once its
+// ports are reconciled. It stops when the primary says so, or goes away.
+import type { Config } from '../config.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { ProxyStats, proxyContext } from '../proxy/context.js';
+import { drain, Listeners } from '../proxy/listeners.js';
+import type { RoutingTable } from '../table/spec.js';
+import { Table } from '../table/table.js';
+import { acmeSource } from '../tls/acme-coordinator.js';
+import { ChallengeSet } from '../tls/challenges.js';
+import { CertStore } from '../tls/store.js';
+import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
+import { routeKey, takeStats } from './stats.js';
+
+const send = (m: FromWorker) => void process.send!(m);
+
+/** A limit for the whole group, shared out: each worker holds its part. */
+const share = (n: number, workers: number) => Math.max(1, Math.ceil(n / workers));
+
+class WorkerProxy {
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #table: Table;
+  readonly #stats = new ProxyStats();
+  readonly #certs: CertStore;
+  readonly #challenges = new ChallengeSet();
+  readonly #listeners: Listeners;
+  /** Set while applying what the primary sent, so only this worker's own changes go back. */
+  #relaying = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(init: Extract<ToWorker, { t: 'init' }>) {
+    const config = (this.#config = init.config);
+    this.#log = createLogger(config.logLevel).child({ worker: init.worker });
+    this.#table = new Table({ drainTimeout: config.drainTimeout });
+    this.#certs = new CertStore({ dir: config.tlsDir, defaultName: config.tlsDefaultCert, log: this.#log.child({ component: 'tls' }), ticketKeys: init.ticketKeys });
+    this.#certs.start();
+    const ctx = proxyContext(config, { table: this.#table, log: this.#log.child({ component: 'proxy' }), stats: this.#stats, certs: this.#certs, challenges: this.#challenges }, share(config.maxConnections, config.workers));
+    this.#listeners = new Listeners(ctx, config.listenHost, this.#log.child({ component: 'listeners' }));
+    this.#table.on('health', (b, flag, value) => {
+      if (this.#relaying || !(RELAYED_FLAGS as readonly string[]).includes(flag)) return;
+      send({ t: 'health', route: routeKey(b.route), backend: b.key, flag: flag as FlagChange['flag'], value });
+    });
+  }
+
+  handle(m: ToWorker): void {
+    switch (m.t) {
+      case 'table': return void this.#applyTable(m.version, m.table, m.flags);
+      case 'health': return this.#relay([m]);
+      case 'certificate': return void this.#certs.put(acmeSource(m.names), m.certPem, m.keyPem);
+      case 'challenges':
+        this.#challenges.apply(m.snapshot);
+        return send({ t: 'challenges', seq: m.seq });
+      case 'stats': return send({ t: 'stats', id: m.id, stats: takeStats(this.#table, this.#stats) });
+      case 'stop': return void this.stop();
+    }
+  }
+
+  async #applyTable(version: number, next: RoutingTable, flags: FlagChange[]): Promise<void> {
+    this.#certs.setRoutesFiles(next.tls?.certificates ?? []);
+    const workers = this.#config.workers;
+    this.#table.apply({ ...next, routes: next.routes.map((r) => (r.maxConnections === undefined ? r : { ...r, maxConnections: share(r.maxConnections, workers) })) });
+    this.#relay(flags);
+    await this.#listeners.reconcile();
+    send({ t: 'applied', version, ports: this.#listeners.ports, failures: new Map(this.#listeners.failures) });
+  }
+
+  #relay(changes: FlagChange[]): void {
+    this.#relaying = true;
+    for (const c of changes) {
+      const b = this.#table.routes.get(c.route)?.backends.get(c.backend);
+      if (!b) continue;
+      // The primary's probes ended an ejection: this worker's failure streak starts over, as recordProbe does there.
+      if (c.flag === 'ejected' && !c.value && b.ejected) b.consecutiveFailures = 0;
+      b.setFlag(c.flag, c.value);
+    }
+    this.#relaying = false;
+  }
+
+  /** Same drain as a single process: stop accepting, in-flight work finishes within --drain-timeout. */
+  stop(): Promise<void> {
+    return (this.#stopping ??= (async () => {
+      await drain(this.#listeners, this.#table, Date.now() + this.#config.drainTimeout);
+      this.#certs.stop();
+      process.exit(0);
+    })());
+  }
+}
+
+let proxy: WorkerProxy | undefined;
+process.on('message', (m: ToWorker) => {
+  if (m.t === 'init') proxy ??= new WorkerProxy(m);
+  else if (proxy) proxy.handle(m);
+  else if (m.t === 'stop') process.exit(0);
+});
+// The primary decides when workers stop (a terminal's Ctrl-C reaches the whole group); without it, they drain and go.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
+process.on('disconnect', () => (proxy ? void proxy.stop() : process.exit(0)));
+send({ t: 'ready' });
