@@ -203,14 +203,17 @@ describe('meshd on a 3-node swarm', () => {
     const tasks = new Set<string>();
     for (const node of lab.nodes) {
       const seen: string[] = [];
-      for (let i = 0; i < 6; i++) {
+      for (let i = 0; i < 12; i++) {
         // --domain names the service: pinned.local.dev.
         const r = await whoami(node, 8080, 'pinned.local.dev');
         seen.push(r.task);
         assert.equal(r.forwardedFor, CLIENT_ADDR, 'the backend sees the client, not a node');
       }
-      assert.notEqual(seen[0], seen[1]);
-      assert.deepEqual(seen, [seen[0], seen[1], seen[0], seen[1], seen[0], seen[1]], `${node.addr} alternates`);
+      // Each worker process of a node goes round-robin on its own, so the two tasks
+      // share the requests evenly, off by at most one per worker (two here).
+      const counts = [...new Set(seen)].map((t) => seen.filter((x) => x === t).length);
+      assert.equal(counts.length, 2, `${node.addr} answered from ${seen}`);
+      assert.ok(counts.every((n) => n >= 4 && n <= 8), `${node.addr} spread ${counts} over the two tasks`);
       seen.forEach((t) => tasks.add(t));
     }
     assert.equal(tasks.size, 2);
