@@ -24,7 +24,10 @@ const follower = new PeerFollower({
   onError: (err) => { if (process.connected) process.send!({ error: (err as Error).message }); },
 });
 follower.start();
-process.on('disconnect', () => {
+// The parent may exit while a report is on its way: the channel's EPIPE ends this process too.
+const done = () => {
   follower.stop();
   process.exit(0);
-});
+};
+process.on('disconnect', done);
+process.on('error', done);
