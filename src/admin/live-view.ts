@@ -3,7 +3,7 @@
 // taken once a second, so every viewer sees the same numbers.
 import type { Mode } from '../table/spec.js';
 import type { ListenerState } from '../proxy/listeners.js';
-import type { Backend, Route, Table } from '../table/table.js';
+import { routesByPortName, type Backend, type Route, type Table } from '../table/table.js';
 
 export type BackendState = 'active' | 'pending' | 'draining' | 'out';
 
@@ -182,8 +182,7 @@ function shownRoutes(s: ViewSources, all: Route[], backends: number): Route[] {
 }
 
 export function buildView(s: ViewSources): DashboardView {
-  // A plain comparison: localeCompare over 10,000 routes costs more than the rest of the view.
-  const all = [...s.table.routes.values()].sort((a, b) => a.spec.port - b.spec.port || (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0));
+  const all = routesByPortName(s.table);
   let backendCount = 0;
   let activeBackends = 0;
   let routesDown = 0;

@@ -6,7 +6,7 @@ import { Counter } from 'prom-client';
 import type { Logger } from '../core/log.js';
 import { bearerMatches } from '../core/token.js';
 import type { ListenerState } from '../proxy/listeners.js';
-import type { Table } from '../table/table.js';
+import { routesByPortName, type Table } from '../table/table.js';
 import type { AcmeCoordinator } from '../tls/acme-coordinator.js';
 import type { CertStore } from '../tls/store.js';
 import { DASHBOARD_OPEN_PATHS, registerDashboard, sessionMatches } from './dashboard.js';
@@ -64,7 +64,7 @@ function routesPage(query: unknown): { offset: number; limit: number } | undefin
 }
 
 function routesView(table: Table, version: number, listeners: ListenerState, certs: CertStore, acme: AcmeCoordinator | undefined, discoveryError: string | undefined, page: { offset: number; limit: number }) {
-  const all = [...table.routes.values()].sort((a, b) => a.spec.port - b.spec.port || (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0));
+  const all = routesByPortName(table);
   const next = page.offset + page.limit < all.length ? page.offset + page.limit : null;
   return {
     version,

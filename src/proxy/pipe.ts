@@ -44,7 +44,8 @@ function relay(from: Duplex, to: Duplex): void {
 }
 
 export function pipeToBackend(ctx: ProxyContext, route: Route, client: Duplex, opts: PipeOptions, failed?: Backend): void {
-  const b = route.pick(failed, (client as net.Socket).remoteAddress);
+  // Only source-hash needs the client's address: reading it is a getpeername() on each new connection.
+  const b = route.pick(failed, route.spec.lb === 'source-hash' ? (client as net.Socket).remoteAddress : undefined);
   if (!b) {
     // On a retry with no other backend left, the failure to report is the first one.
     const code = failed ? 'BACKEND_FAILED' : 'NO_HEALTHY_BACKEND';

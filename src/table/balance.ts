@@ -20,8 +20,8 @@ export interface Balancer<B extends Pickable> {
   reset(eligible: B[], all: B[]): void;
   /** A backend other than `avoid` when there is one; `ip` is the client's address. */
   pick(avoid: B | undefined, ip: string | undefined): B | undefined;
-  /** `b.active` went from `from` to `from ± 1`. */
-  moved(b: B, from: number): void;
+  /** `b.active` changed by one. */
+  moved(b: B): void;
 }
 
 export function createBalancer<B extends Pickable>(policy: Balance | undefined): Balancer<B> {
