@@ -54,7 +54,7 @@ export const TABLE_FAMILIES: TableFamily[] = [
   { name: 'meshd_metrics_detail_samples', help: 'Samples the per-route and per-backend series would take in full (error codes not counted), against --metrics-detail-max.', type: 'gauge', labelNames: [] },
 ];
 
-/** Routes plus backends written between two turns of the event loop: a slice is a few milliseconds. */
+/** Routes, backends and lines between two turns of the event loop: a slice takes a few milliseconds. */
 const SLICE = 2000;
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -96,14 +96,14 @@ function addInto(into: Histogram, from: Histogram): void {
 const routeLabels = (r: Route) => `route="${esc(r.spec.name)}",port="${r.spec.port}"`;
 const backendLabels = (route: string, b: Backend) => `${route},backend="${esc(b.host.includes(':') ? `[${b.host}]` : b.host)}:${b.port}",node="${esc(b.node ?? '')}"`;
 
-/** Calls `each` on every route, yielding what it wrote after every SLICE routes and backends and letting the event loop turn. */
+/** Calls `each` on every route, yielding what it wrote once SLICE routes, backends and lines are done, and letting the event loop turn. */
 async function* sliced(routes: Route[], each: (r: Route, out: string[]) => void): AsyncGenerator<string> {
   let out: string[] = [];
   let work = 0;
   for (const r of routes) {
     each(r, out);
     work += 1 + r.backends.size;
-    if (work < SLICE) continue;
+    if (work + out.length < SLICE) continue;
     if (out.length) yield out.join('');
     out = [];
     work = 0;
