@@ -40,7 +40,8 @@ const BACKEND_LABELS = ['route', 'port', 'backend', 'node'];
  * The families with a series per backend or per route. At 10,000 routes of 10
  * tasks prom-client took 5 s of the event loop and 57 MB per scrape building
  * them from label objects; written as text from the table directly they are a
- * string concatenation per series.
+ * string concatenation per series, in slices that leave the event loop free
+ * between them, and past --metrics-detail-max they are summed per route or port.
  */
 export const TABLE_FAMILIES: TableFamily[] = [
   { name: 'meshd_backend_requests_total', help: 'Requests (L7) or connections (L4) sent to a backend.', type: 'counter', labelNames: BACKEND_LABELS, summary: ['route', 'port'] },
@@ -71,7 +72,7 @@ function head(f: TableFamily, summarised: boolean): string {
 const isL7 = (r: Route) => r.spec.mode !== 'tcp';
 
 /** What the per-route and per-backend families take in samples, error codes aside. */
-export function detailSamples(routes: Iterable<Route>): number {
+function detailSamples(routes: Iterable<Route>): number {
   let n = 0;
   for (const r of routes) n += 1 + 3 * r.backends.size + (isL7(r) ? 2 * (BUCKETS.length + 3) : 0);
   return n;
@@ -179,7 +180,7 @@ async function* family(f: TableFamily, routes: Route[], summarised: boolean): As
 }
 
 /** The table's families in the Prometheus text format, summarised past `detailMax` samples. */
-export async function* tableMetrics(table: Table, detailMax: number, onMode: (summarised: boolean, samples: number) => void = () => {}): AsyncGenerator<string> {
+async function* tableMetrics(table: Table, detailMax: number, onMode: (summarised: boolean, samples: number) => void): AsyncGenerator<string> {
   // One route list for every family, so a table change mid-scrape cannot make them disagree.
   const routes = [...table.routes.values()];
   const samples = detailSamples(routes);
