@@ -41,9 +41,14 @@ export interface Config {
   tlsDir: string;
   tlsDefaultCert: string | undefined;
   logLevel: string;
+  /** Per-route and per-backend samples /metrics writes at most before it summarises them. */
+  metricsDetailMax: number;
   /** Proxy processes: 1 serves in the main process; more fork workers that each serve every port. */
   workers: number;
 }
+
+/** About 1,000 routes of 2 tasks, or 500 of 10, in full; each route's two latency histograms are 38 samples, each backend 3. */
+export const METRICS_DETAIL_MAX = 50_000;
 
 type Kind = 'string' | 'duration' | 'count' | 'number' | 'size' | 'addr' | 'choice' | 'list' | 'entrypoints' | 'workers';
 
@@ -93,6 +98,7 @@ const FLAGS: Record<string, FlagSpec> = {
   'acme-storage': { key: 'acmeStorage', kind: 'string', default: '/var/lib/meshd/acme', help: 'ACME: folder for the account key and issued certificates and keys (managers; keep it on a volume)' },
   'tls-dir': { key: 'tlsDir', kind: 'string', default: '/run/secrets', help: 'folder of PEM certificates and keys for https ports (NAME.crt + NAME.key, NAME.pem + NAME-key.pem, or one file with both); re-read when they change' },
   'tls-default-cert': { key: 'tlsDefaultCert', kind: 'string', help: 'certificate for clients whose SNI name no certificate covers: a file name without extension, or a DNS name (default: the first loaded)' },
+  'metrics-detail-max': { key: 'metricsDetailMax', kind: 'number', min: 0, max: 100_000_000, default: String(METRICS_DETAIL_MAX), help: '/metrics writes latency per route and counters per backend while they take at most this many samples (38 per L7 route, 3 per backend); past it, latency per port and backend counters summed per route' },
   workers: { key: 'workers', kind: 'workers', default: 'auto', help: 'proxy processes; 1 proxies in the one process, more fork workers that each serve every port while the main process discovers, probes and serves the admin API (auto: one per CPU meshd may use)' },
   'log-level': { key: 'logLevel', kind: 'choice', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
 };

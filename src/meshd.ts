@@ -68,7 +68,7 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
   });
   let pool: WorkerPool | undefined;
   const version = () => pool?.version ?? table.version;
-  const metrics = createMetrics(table, stats, certs, acme, version);
+  const metrics = createMetrics(table, stats, certs, acme, version, { detailMax: config.metricsDetailMax, log: log.child({ component: 'metrics' }) });
   // With workers, this process proxies nothing: its table holds the flags they follow and the sums of their counters.
   pool = config.workers > 1
     ? new WorkerPool({ config, log: log.child({ component: 'workers' }), table, stats, ticketKeys: certs.ticketKeys, challenges, registry: metrics.registry })

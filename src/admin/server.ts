@@ -1,6 +1,7 @@
 // The admin API (fastify): liveness, readiness, Prometheus metrics, the live
 // routing table with health and its dashboard, for operators and for meshd's
 // own HEALTHCHECK.
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter } from 'prom-client';
 import type { Logger } from '../core/log.js';
@@ -135,7 +136,8 @@ export async function startAdmin(deps: AdminDeps, host: string, port: number): P
   });
   app.get('/metrics', async (_req, reply) => {
     await deps.refresh?.();
-    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.text());
+    // Streamed in slices: a large table's scrape never holds the proxy's event loop for long.
+    return reply.type(deps.metrics.registry.contentType).send(Readable.from(deps.metrics.chunks()));
   });
   app.get('/api/routes', async (req, reply) => {
     const page = routesPage(req.query);

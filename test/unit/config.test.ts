@@ -86,6 +86,7 @@ describe('config', () => {
     [['--provider', 'file'], {}, /^--routes: required/],
     [['--health-rise', '0'], {}, /^--health-rise: must be a whole number/],
     [['--admin-addr', '9900'], {}, /^--admin-addr: must be HOST:PORT/],
+    [['--metrics-detail-max', 'all'], {}, /^--metrics-detail-max: must be a whole number from 0 to 100000000/],
     [['--bogus'], {}, /unknown argument "--bogus"/],
     [['--network'], {}, /^--network: needs a value/],
     [[], { MESHD_DRAIN_TIMEOUT: '-1s' }, /^--drain-timeout/],
