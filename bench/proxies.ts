@@ -152,12 +152,16 @@ ${servers}
   }`);
 }
 
-/** nginx as a backend: one worker answering every request itself with `body` (`return 200`), keep-alive without a request limit. */
+/** nginx as a backend: one worker answering every request itself with `body` (`return 200`) and `/64k` from a file, keep-alive without a request limit. */
 export function startNginxOrigin(dir: string, port: number, body: string, cpu?: number): Promise<Running> {
+  // /64k: a 64 KiB file, for the large-answer scenarios.
+  const big = path.join(fs.mkdtempSync(path.join(dir, 'origin-')), '64k');
+  fs.writeFileSync(big, 'x'.repeat(64 * 1024));
   return spawnNginx(dir, port, '1', `  keepalive_requests 100000000;
   keepalive_timeout 120s;
   server {
     listen 127.0.0.1:${port} backlog=1024;
     location / { default_type text/plain; return 200 "${body}"; }
+    location = /64k { default_type text/plain; alias ${big}; }
   }`, cpu);
 }

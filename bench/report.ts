@@ -29,7 +29,7 @@ export interface ScenarioResult {
 export interface Report {
   date: string;
   machine: { nproc: number; cpu: string; node: string; kernel: string; haproxy: string; nginx: string };
-  options: { rounds: number; durationSeconds: number; check: boolean };
+  options: { rounds: number; durationSeconds: number };
   scenarios: Record<string, ScenarioResult>;
   /** VmHWM at the end of the load phase: meshd one process; haproxy one process (threads); nginx master + workers summed. */
   peakRssKiB: Record<string, number>;

@@ -3,9 +3,7 @@
 // interleaved (A B C … A B C …) and reported as medians and as ratios taken
 // within each round, which is what stays comparable on a shared machine.
 //   --rounds N (3)  --duration S (4)
-//   --check           short run (meshd http and haproxy http only); exits 1 when
-//                     meshd ÷ HAProxy (L7, scenario a) is >15% below bench/baseline.json
-//   --write-baseline  record this run's ratio in bench/baseline.json
+// (bench:check and its baseline are in workers.ts, with wrk.)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +16,7 @@ import { markdown, type Report, type ScenarioResult } from './report.js';
 import { log, machine, measure, sourceDir, type Ratio, type Target } from './rounds.js';
 import { measureTableUpdates } from './table-update.js';
 
-interface Options { rounds: number; duration: number; check: boolean; writeBaseline: boolean }
+interface Options { rounds: number; duration: number }
 
 function options(): Options {
   const argv = process.argv.slice(2);
@@ -29,8 +27,7 @@ function options(): Options {
     if (!Number.isFinite(v) || v <= 0 || v > 60) throw new Error(`--${name} needs a number from 1 to 60`);
     return v;
   };
-  const check = argv.includes('--check');
-  return { rounds: num('rounds', 3), duration: num('duration', check ? 3 : 4), check, writeBaseline: argv.includes('--write-baseline') };
+  return { rounds: num('rounds', 3), duration: num('duration', 4) };
 }
 
 interface Scenario { id: string; title: string; path: string; close: boolean; connections: number }
@@ -54,7 +51,6 @@ const RATIOS: Ratio[] = [
   ['meshd http ÷ direct, req/s', 'meshd http', 'direct', 'rps'],
   ['meshd tcp ÷ direct, req/s', 'meshd tcp', 'direct', 'rps'],
 ];
-const CHECK_RATIO = 'meshd http ÷ haproxy http, req/s';
 
 /** 1,000 idle connections through fresh instances, so RSS is not that of a heap grown under load. */
 async function idlePhase(dir: string, backends: number[]): Promise<Record<string, IdleResult>> {
@@ -85,51 +81,48 @@ async function suite(opt: Options, dir: string): Promise<Report> {
   const backendPorts = [await freePort(), await freePort()];
   const backends = await startBackends(backendPorts);
   const p = { mh: await freePort(), mt: await freePort(), ma: await freePort(), hh: await freePort(), ht: await freePort(), ng: await freePort() };
-  const meshd = await startMeshd(dir, opt.check ? { http: p.mh, admin: p.ma } : { http: p.mh, tcp: p.mt, admin: p.ma }, backendPorts);
-  const haproxy = await startHaproxy(dir, opt.check ? { http: p.hh } : { http: p.hh, tcp: p.ht }, backendPorts);
-  const nginx = opt.check ? undefined : await startNginx(dir, p.ng, backendPorts);
-  const engines = opt.check ? [] : await startEngines(backendPorts);
+  const meshd = await startMeshd(dir, { http: p.mh, tcp: p.mt, admin: p.ma }, backendPorts);
+  const haproxy = await startHaproxy(dir, { http: p.hh, tcp: p.ht }, backendPorts);
+  const nginx = await startNginx(dir, p.ng, backendPorts);
+  const engines = await startEngines(backendPorts);
 
-  const main: Target[] = opt.check
-    ? [{ label: 'meshd http', port: p.mh, proc: meshd }, { label: 'haproxy http', port: p.hh, proc: haproxy }]
-    : [
-        { label: 'direct', port: backendPorts[0]! },
-        { label: 'meshd http', port: p.mh, proc: meshd },
-        { label: 'haproxy http', port: p.hh, proc: haproxy },
-        { label: 'nginx', port: p.ng, proc: nginx! },
-        { label: 'meshd tcp', port: p.mt, proc: meshd },
-        { label: 'haproxy tcp', port: p.ht, proc: haproxy },
-      ];
+  const main: Target[] = [
+    { label: 'direct', port: backendPorts[0]! },
+    { label: 'meshd http', port: p.mh, proc: meshd },
+    { label: 'haproxy http', port: p.hh, proc: haproxy },
+    { label: 'nginx', port: p.ng, proc: nginx },
+    { label: 'meshd tcp', port: p.mt, proc: meshd },
+    { label: 'haproxy tcp', port: p.ht, proc: haproxy },
+  ];
   const withEngines = [...main, ...engines];
   for (const t of withEngines) await runLoad({ url: `http://127.0.0.1:${t.port}/`, connections: 64, duration: 1 }); // warm-up
   log(`warm-up done; ${opt.rounds} rounds of ${opt.duration} s per target and scenario`);
 
   const scenarios: Record<string, ScenarioResult> = {};
-  for (const s of opt.check ? SCENARIOS.slice(0, 1) : SCENARIOS) scenarios[s.id] = await measure({
+  for (const s of SCENARIOS) scenarios[s.id] = await measure({
     id: s.id, title: s.title, connections: s.connections, rounds: opt.rounds, ratios: RATIOS,
     load: (t) => runLoad({ url: `http://127.0.0.1:${t.port}${s.path}`, connections: s.connections, duration: opt.duration, close: s.close }),
   }, s.id === 'a' ? withEngines : main);
 
-  const peakRssKiB: Record<string, number> = { meshd: familyKiB(meshd.pid, 'VmHWM'), haproxy: familyKiB(haproxy.pid, 'VmHWM') };
-  if (nginx) peakRssKiB['nginx (master + workers)'] = familyKiB(nginx.pid, 'VmHWM');
-  for (const proc of [meshd, haproxy, nginx, ...engines.map((e) => e.proc)]) if (proc) killTree(proc.child);
+  const peakRssKiB: Record<string, number> = {
+    meshd: familyKiB(meshd.pid, 'VmHWM'), haproxy: familyKiB(haproxy.pid, 'VmHWM'), 'nginx (master + workers)': familyKiB(nginx.pid, 'VmHWM'),
+  };
+  for (const proc of [meshd, haproxy, nginx, ...engines.map((e) => e.proc)]) killTree(proc.child);
 
   const report: Report = {
     date: new Date().toISOString(),
     machine: machine(),
-    options: { rounds: opt.rounds, durationSeconds: opt.duration, check: opt.check },
+    options: { rounds: opt.rounds, durationSeconds: opt.duration },
     scenarios,
     peakRssKiB,
   };
-  if (!opt.check) {
-    const a = scenarios.a!.cells;
-    report.engines = Object.fromEntries(['meshd http', ...Object.values(ENGINES)].map((label) => [label, {
-      rps: a[label]!.rps, p99: a[label]!.p99, cpuUsPerReq: a[label]!.cpuUsPerReq, vsMeshd: round(a[label]!.rps / a['meshd http']!.rps, 2),
-    }]));
-    report.idle = await idlePhase(dir, backendPorts);
-    report.tableUpdate = await measureTableUpdates(dir, backendPorts, 64);
-    log(`table updates ${JSON.stringify(report.tableUpdate)}`);
-  }
+  const a = scenarios.a!.cells;
+  report.engines = Object.fromEntries(['meshd http', ...Object.values(ENGINES)].map((label) => [label, {
+    rps: a[label]!.rps, p99: a[label]!.p99, cpuUsPerReq: a[label]!.cpuUsPerReq, vsMeshd: round(a[label]!.rps / a['meshd http']!.rps, 2),
+  }]));
+  report.idle = await idlePhase(dir, backendPorts);
+  report.tableUpdate = await measureTableUpdates(dir, backendPorts, 64);
+  log(`table updates ${JSON.stringify(report.tableUpdate)}`);
   killTree(backends.child);
   return report;
 }
@@ -148,24 +141,9 @@ async function main(): Promise<void> {
   }
   process.stdout.write('\n' + markdown(report));
 
-  const ratio = report.scenarios.a!.ratios[CHECK_RATIO]!;
-  if (!opt.check) {
-    fs.mkdirSync(path.join(bench, 'results'), { recursive: true });
-    fs.writeFileSync(path.join(bench, 'results/latest.json'), JSON.stringify(report, null, 2) + '\n');
-    log(`\nwrote ${path.join(bench, 'results/latest.json')}`);
-  }
-  if (opt.writeBaseline) {
-    const baseline = { ratio, metric: `${CHECK_RATIO}, scenario (a)`, recorded: report.date, rounds: opt.rounds, durationSeconds: opt.duration };
-    fs.writeFileSync(path.join(bench, 'baseline.json'), JSON.stringify(baseline, null, 2) + '\n');
-    log(`wrote ${path.join(bench, 'baseline.json')}: ${ratio}`);
-  }
-  if (opt.check) {
-    const baseline = JSON.parse(fs.readFileSync(path.join(bench, 'baseline.json'), 'utf8')) as { ratio: number };
-    const floor = round(baseline.ratio * 0.85, 3);
-    const ok = ratio >= floor;
-    process.stdout.write(`\ncheck: ${CHECK_RATIO} = ${ratio} (baseline ${baseline.ratio}, floor ${floor}): ${ok ? 'ok' : 'REGRESSION'}\n`);
-    if (!ok) process.exitCode = 1;
-  }
+  fs.mkdirSync(path.join(bench, 'results'), { recursive: true });
+  fs.writeFileSync(path.join(bench, 'results/latest.json'), JSON.stringify(report, null, 2) + '\n');
+  log(`\nwrote ${path.join(bench, 'results/latest.json')}`);
 }
 
 main().catch((err: unknown) => {
