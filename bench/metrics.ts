@@ -3,9 +3,9 @@
 // request counts recorded), served by meshd's admin API and scraped by curl
 // in a process of its own. Reported per scrape: its size, its total time and
 // the longest the event loop was held meanwhile (a 1 ms timer's worst lag),
-// against the same probe with no scrape running. Then what a scrape costs
-// first with workers, which is not sliced: each worker taking its counters and
-// serialising them for IPC, and the primary reading and summing two workers'.
+// against the same probe with no scrape running. Then what gathering the
+// counters costs first with workers: each worker's report of its increments
+// (serialised for IPC), and the primary adding two of them.
 // Run with `npm run build && node dist/bench/metrics.js [--detail-max N]`.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -17,7 +17,7 @@ import { ProxyStats } from '../src/proxy/context.js';
 import type { RouteSpec } from '../src/table/spec.js';
 import { Table } from '../src/table/table.js';
 import { CertStore } from '../src/tls/store.js';
-import { addStats, emptyStats, takeStats, writeStats } from '../src/workers/stats.js';
+import { StatsReporter, WorkerShare, type StatsReport } from '../src/workers/stats.js';
 
 const ROUTES = 10_000;
 const BACKENDS = 10;
@@ -93,16 +93,46 @@ const ms = (f: () => void) => {
   f();
   return Math.round(performance.now() - t0);
 };
-for (let i = 1; i <= 3; i++) {
-  let taken = emptyStats();
-  let buf = Buffer.alloc(0);
-  const worker = ms(() => (buf = v8.serialize((taken = takeStats(table, stats)))));
-  const primary = ms(() => {
-    const sum = emptyStats();
-    for (let w = 0; w < 2; w++) addStats(sum, v8.deserialize(buf) as typeof taken);
-    writeStats(table, stats, sum);
+// With workers: each worker's table counts (here, a second table like the
+// first), reports its increments over IPC, and the primary adds two such
+// reports into its own table (the one the scrapes above read).
+const workerTable = new Table({ drainTimeout: 1000 });
+workerTable.apply({ routes, notices: [] });
+const workerRoutes = [...workerTable.routes.values()];
+const reporter = new StatsReporter();
+const share = new WorkerShare();
+const traffic = (n: number) => {
+  for (let i = 0; i < n; i++) {
+    const r = workerRoutes[(i * 7919) % workerRoutes.length]!;
+    r.latency.total.observe(0.0004);
+    r.latency.upstream.observe(0.0003);
+    for (const b of r.backends.values()) b.requests++;
+  }
+};
+for (const [label, routesWithTraffic] of [['every route had requests (the first report)', ROUTES], ['every route had requests', ROUTES], ['100 routes had requests', 100], ['nothing moved', 0]] as const) {
+  traffic(routesWithTraffic);
+  const slices: Buffer[] = [];
+  let worst = 0;
+  let t0 = performance.now();
+  const started = t0;
+  await reporter.report(workerTable, stats, (slice, last) => {
+    slices.push(v8.serialize({ slice, last }));
+    worst = Math.max(worst, performance.now() - t0);
+  }, async () => {
+    await new Promise((r) => setImmediate(r));
+    t0 = performance.now();
   });
-  console.log(`with workers, before scrape ${i}: each worker ${worker} ms (counters, ${(buf.length / 1e6).toFixed(1)} MB over IPC), the primary ${primary} ms (two workers' read and summed)`);
+  const total = performance.now() - started;
+  const primary = ms(() => {
+    for (let w = 0; w < 2; w++) {
+      for (const buf of slices) {
+        const { slice, last } = v8.deserialize(buf) as { slice: StatsReport; last: boolean };
+        share.add(table, stats, slice, last);
+      }
+    }
+  });
+  const kB = slices.reduce((n, b) => n + b.length, 0) / 1e3;
+  console.log(`with workers, ${label}: each worker ${Math.round(total)} ms in ${slices.length} slices (the longest ${Math.round(worst)} ms; ${kB.toFixed(1)} kB over IPC), the primary ${primary} ms (two reports added)`);
 }
 await admin.close();
 certs.stop();

@@ -3,7 +3,7 @@
 import type { Config } from '../config.js';
 import type { RoutingTable } from '../table/spec.js';
 import type { ChallengeSnapshot } from '../tls/challenges.js';
-import type { WorkerStats } from './stats.js';
+import type { StatsReport } from './stats.js';
 
 /** The health flags the primary owns or relays (draining comes with the table). */
 export type RelayedFlag = 'pending' | 'activeDown' | 'ejected' | 'failed';
@@ -33,4 +33,5 @@ export type FromWorker =
   | { t: 'challenges'; seq: number }
   /** A flag the worker's own traffic changed (passive ejection). */
   | ({ t: 'health' } & FlagChange)
-  | { t: 'stats'; id: number; stats: WorkerStats };
+  /** A slice of its counters' increments since its previous report; `last` ends the answer. */
+  | { t: 'stats'; id: number; report: StatsReport; last: boolean };

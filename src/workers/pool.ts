@@ -15,19 +15,11 @@ import type { Table } from '../table/table.js';
 import type { AcmePeers } from '../tls/acme-coordinator.js';
 import type { ChallengeSet } from '../tls/challenges.js';
 import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
-import { addStats, emptyStats, routeKey, writeStats, type BackendCounts, type WorkerStats } from './stats.js';
-
-function backendSum(stats: WorkerStats, pick: (c: BackendCounts) => number): number {
-  let n = 0;
-  for (const backends of stats.backends.values()) for (const c of backends.values()) n += pick(c);
-  return n;
-}
-
-const requestsOf = (stats: WorkerStats) => backendSum(stats, (c) => c.requests);
+import { routeKey, WorkerShare } from './stats.js';
 
 /** How long the primary waits for every worker to confirm a table (or challenges) before it goes on without. */
 const ACK_TIMEOUT_MS = 5000;
-/** How long a scrape waits for workers' counters; a worker that is late counts with its last answer. */
+/** How long a scrape waits for workers' counters; a late report is added when it comes. */
 const STATS_TIMEOUT_MS = 500;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 10_000;
@@ -56,14 +48,13 @@ interface Slot {
   startedAt: number;
   backoff: number;
   restarts: number;
-  /** Requests its earlier processes served, so its counter does not fall back on a restart. */
-  retiredRequests: number;
   timer: NodeJS.Timeout | undefined;
   applied: number;
   challenges: number;
   ports: number[];
   failures: Map<number, string>;
-  last: WorkerStats | undefined;
+  /** Its counters as added into the primary's, over every process it had. */
+  readonly share: WorkerShare;
 }
 
 export class WorkerPool implements ListenerState {
@@ -74,8 +65,6 @@ export class WorkerPool implements ListenerState {
   #published = 0;
   readonly #certificates = new Map<string, Extract<ToWorker, { t: 'certificate' }>>();
   #challengeSeq = 0;
-  /** Counters of workers that exited, so the group's sums never go down. */
-  readonly #retired = emptyStats();
   #statsId = 0;
   readonly #statsWaiters = new Map<number, () => void>();
   /** Re-checked whenever a worker confirms something or exits. */
@@ -101,7 +90,7 @@ export class WorkerPool implements ListenerState {
       for (const s of this.#slots) if (s.worker && !s.worker.isDead()) s.worker.process.kill('SIGKILL');
     });
     for (let n = 1; n <= deps.config.workers; n++) {
-      const slot: Slot = { n, worker: undefined, ready: false, startedAt: 0, backoff: RESTART_MIN_MS, restarts: 0, retiredRequests: 0, timer: undefined, applied: 0, challenges: 0, ports: [], failures: new Map(), last: undefined };
+      const slot: Slot = { n, worker: undefined, ready: false, startedAt: 0, backoff: RESTART_MIN_MS, restarts: 0, timer: undefined, applied: 0, challenges: 0, ports: [], failures: new Map(), share: new WorkerShare() };
       this.#slots.push(slot);
       this.#fork(slot);
     }
@@ -153,7 +142,7 @@ export class WorkerPool implements ListenerState {
     };
   }
 
-  /** Asks every worker for its counters and writes the group's sums into the primary's table and stats. */
+  /** Asks every worker for its counters' increments; each report is added into the primary's table and stats as it comes. */
   async collect(): Promise<void> {
     const asked = this.#slots.filter((s) => s.ready);
     await Promise.all(asked.map((s) => new Promise<void>((resolve) => {
@@ -167,10 +156,6 @@ export class WorkerPool implements ListenerState {
       this.#statsWaiters.set(id, done);
       if (!this.#send(s, { t: 'stats', id })) done();
     })));
-    const sum = emptyStats();
-    addStats(sum, this.#retired);
-    for (const s of this.#slots) if (s.worker && s.last) addStats(sum, s.last);
-    writeStats(this.#d.table, this.#d.stats, sum);
   }
 
   /** Every worker stops accepting and finishes in-flight work (within --drain-timeout), then exits. */
@@ -230,18 +215,15 @@ export class WorkerPool implements ListenerState {
         // Into the primary's table: its 'health' event sends it on to every worker, and an ejection gets the prober's fast checks.
         return void this.#d.table.routes.get(m.route)?.backends.get(m.backend)?.setFlag(m.flag, m.value);
       case 'stats':
-        slot.last = m.stats;
-        return this.#statsWaiters.get(m.id)?.();
+        slot.share.add(this.#d.table, this.#d.stats, m.report, m.last);
+        if (m.last) this.#statsWaiters.get(m.id)?.();
+        return;
     }
   }
 
   #onExit(slot: Slot, w: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== w) return;
-    if (slot.last) {
-      addStats(this.#retired, slot.last, true);
-      slot.retiredRequests += requestsOf(slot.last);
-    }
-    slot.last = undefined;
+    slot.share.release(this.#d.stats);
     slot.worker = undefined;
     slot.ready = false;
     slot.ports = [];
@@ -311,9 +293,9 @@ export class WorkerPool implements ListenerState {
     const slots = this.#slots;
     const gauges: [name: string, help: string, value: (s: Slot) => number][] = [
       ['meshd_worker_up', '1 while a worker process serves, per worker.', (s) => (s.ready ? 1 : 0)],
-      ['meshd_worker_client_connections', 'Open client connections, per worker.', (s) => s.last?.connections ?? 0],
-      ['meshd_worker_in_flight', 'In-flight requests (L7) and open connections (L4) to backends, per worker.', (s) => (s.last ? backendSum(s.last, (c) => c.active) : 0)],
-      ['meshd_worker_resident_memory_bytes', 'Resident memory, per worker.', (s) => s.last?.rss ?? 0],
+      ['meshd_worker_client_connections', 'Open client connections, per worker.', (s) => s.share.connections],
+      ['meshd_worker_in_flight', 'In-flight requests (L7) and open connections (L4) to backends, per worker.', (s) => s.share.inFlight],
+      ['meshd_worker_resident_memory_bytes', 'Resident memory, per worker.', (s) => s.share.rss],
     ];
     for (const [name, help, value] of gauges) {
       new Gauge({
@@ -327,7 +309,7 @@ export class WorkerPool implements ListenerState {
       name: 'meshd_worker_requests_total', help: 'Requests (L7) or connections (L4) sent to backends, per worker: how evenly the kernel or the primary spreads clients.', labelNames: ['worker'], registers: [registry],
       collect() {
         this.reset();
-        for (const s of slots) this.inc({ worker: String(s.n) }, s.retiredRequests + (s.last ? requestsOf(s.last) : 0));
+        for (const s of slots) this.inc({ worker: String(s.n) }, s.share.requests);
       },
     });
     new Counter({

@@ -1,140 +1,215 @@
-// The counters a worker's proxy keeps, as one plain object the primary can ask
-// for over IPC, and their sum over the workers written back into the primary's
-// own table and ProxyStats, so /metrics, /api/routes and the dashboard read the
-// whole group the way they read a single process.
+// Counters travel from each worker to the primary as increments: a report holds
+// only what moved since that worker's previous report, so a quiet table of
+// 10,000 routes costs a few bytes, and the primary adds each report once into
+// its own table and ProxyStats, which /metrics, /api/routes and the dashboard
+// read the way they read a single process. What a worker counted stays counted
+// after it exits; its in-flight work and its connections do not.
 import type { ProxyStats } from '../proxy/context.js';
-import { BUCKETS, type Histogram } from '../table/latency.js';
-import type { Route, Table } from '../table/table.js';
+import type { Histogram } from '../table/latency.js';
+import type { Backend, Route, Table } from '../table/table.js';
 
-interface HistogramCounts {
+export const routeKey = (r: Route) => `${r.spec.port} ${r.spec.name}`;
+
+interface HistogramStep {
   counts: number[];
   sum: number;
   count: number;
 }
 
-export interface BackendCounts {
-  requests: number;
-  failures: number;
-  errors: Map<string, number>;
-  active: number;
+/** One backend's increments: key, requests, failures, in-flight, errors by code. */
+type BackendStep = [key: string, requests: number, failures: number, active: number, errors: [string, number][] | undefined];
+
+interface RouteStep {
+  key: string;
+  backends: BackendStep[];
+  total?: HistogramStep;
+  upstream?: HistogramStep;
 }
 
-export interface WorkerStats {
-  /** By route key, then backend key. */
-  backends: Map<string, Map<string, BackendCounts>>;
-  /** L7 latency by route key. */
-  latency: Map<string, { total: HistogramCounts; upstream: HistogramCounts }>;
-  answered: Map<string, number>;
+export interface StatsReport {
+  routes: RouteStep[];
+  answered: [string, number][];
   retries: number;
+  limits: [string, number][];
+  handshakeFailures: [string, number][];
+  /** The worker's own gauges, as they are now. */
   connections: number;
-  limits: Map<string, number>;
-  handshakeFailures: Map<string, number>;
+  inFlight: number;
   rss: number;
 }
 
-export const routeKey = (r: Route) => `${r.spec.port} ${r.spec.name}`;
-
-const histogram = (h: Histogram): HistogramCounts => ({ counts: [...h.counts], sum: h.sum, count: h.count });
-
-export function emptyStats(): WorkerStats {
-  return { backends: new Map(), latency: new Map(), answered: new Map(), retries: 0, connections: 0, limits: new Map(), handshakeFailures: new Map(), rss: 0 };
+interface BackendSeen {
+  requests: number;
+  failures: number;
+  active: number;
+  errors: Map<string, number>;
 }
 
-/** A worker's counters now. */
-export function takeStats(table: Table, stats: ProxyStats): WorkerStats {
-  const out = emptyStats();
-  for (const r of table.routes.values()) {
-    const key = routeKey(r);
-    const backends = new Map<string, BackendCounts>();
-    for (const b of r.backends.values()) backends.set(b.key, { requests: b.requests, failures: b.failures, errors: new Map(b.errors), active: b.active });
-    out.backends.set(key, backends);
-    if (r.spec.mode !== 'tcp') out.latency.set(key, { total: histogram(r.latency.total), upstream: histogram(r.latency.upstream) });
+interface HistogramSeen {
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/** Increments of a counter map since `seen`, which is brought up to date. */
+function mapStep<K extends string>(now: ReadonlyMap<K, number>, seen: Map<K, number>): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [k, n] of now) {
+    const d = n - (seen.get(k) ?? 0);
+    if (d !== 0) {
+      out.push([k, d]);
+      seen.set(k, n);
+    }
   }
-  out.answered = new Map(stats.answered);
-  out.retries = stats.retries;
-  out.connections = stats.connections;
-  out.limits = new Map(stats.limits);
-  out.handshakeFailures = new Map(stats.handshakeFailures);
-  out.rss = process.memoryUsage.rss();
   return out;
 }
 
-function addMap(into: Map<string, number>, from: Map<string, number>): void {
-  for (const [k, n] of from) into.set(k, (into.get(k) ?? 0) + n);
+function histogramStep(h: Histogram, seen: HistogramSeen): HistogramStep | undefined {
+  if (h.count === seen.count) return undefined;
+  const counts = Array.from(h.counts, (n, i) => n - seen.counts[i]!);
+  const step = { counts, sum: h.sum - seen.sum, count: h.count - seen.count };
+  seen.counts.set(h.counts);
+  seen.sum = h.sum;
+  seen.count = h.count;
+  return step;
 }
 
-function addHistogram(into: HistogramCounts, from: HistogramCounts): void {
-  for (let i = 0; i < into.counts.length; i++) into.counts[i]! += from.counts[i] ?? 0;
-  into.sum += from.sum;
-  into.count += from.count;
-}
+/** Backends looked at per slice of a report: a slice holds the worker's event loop for a few ms at most. */
+const SLICE_BACKENDS = 4000;
 
-/**
- * Adds `from` into `into`. `counters` only: what a worker that exited had
- * counted stays in the sums, its in-flight work and connections do not.
- */
-export function addStats(into: WorkerStats, from: WorkerStats, countersOnly = false): void {
-  for (const [rk, backends] of from.backends) {
-    let mine = into.backends.get(rk);
-    if (!mine) into.backends.set(rk, (mine = new Map()));
-    for (const [bk, c] of backends) {
-      let m = mine.get(bk);
-      if (!m) mine.set(bk, (m = { requests: 0, failures: 0, errors: new Map(), active: 0 }));
-      m.requests += c.requests;
-      m.failures += c.failures;
-      addMap(m.errors, c.errors);
-      if (!countersOnly) m.active += c.active;
+/** A worker's side: what its proxy counted since it last reported. */
+export class StatsReporter {
+  readonly #backends = new WeakMap<Backend, BackendSeen>();
+  readonly #latency = new WeakMap<Route, { total: HistogramSeen; upstream: HistogramSeen }>();
+  readonly #answered = new Map<string, number>();
+  readonly #limits = new Map<string, number>();
+  readonly #handshakes = new Map<string, number>();
+  #retries = 0;
+
+  /**
+   * The increments since the last report, in slices: every slice but the last
+   * holds routes only, and the event loop runs between slices (`yieldTo`). Each
+   * slice can be added on its own, so `send` ships them as they are made.
+   */
+  async report(table: Table, stats: ProxyStats, send: (slice: StatsReport, last: boolean) => void, yieldTo: () => Promise<void>): Promise<void> {
+    let routes: RouteStep[] = [];
+    let looked = 0;
+    let inFlight = 0;
+    for (const r of table.routes.values()) {
+      const step = this.#route(r);
+      inFlight += step.inFlight;
+      if (step.step) routes.push(step.step);
+      looked += r.backends.size + 1;
+      if (looked < SLICE_BACKENDS) continue;
+      send({ ...EMPTY, routes }, false);
+      routes = [];
+      looked = 0;
+      await yieldTo();
     }
+    const retries = stats.retries - this.#retries;
+    this.#retries = stats.retries;
+    send({
+      routes, retries,
+      answered: mapStep(stats.answered, this.#answered),
+      limits: mapStep(stats.limits, this.#limits),
+      handshakeFailures: mapStep(stats.handshakeFailures, this.#handshakes),
+      connections: stats.connections, inFlight, rss: process.memoryUsage.rss(),
+    }, true);
   }
-  for (const [rk, l] of from.latency) {
-    let mine = into.latency.get(rk);
-    if (!mine) {
-      const zero = () => ({ counts: new Array<number>(BUCKETS.length + 1).fill(0), sum: 0, count: 0 });
-      into.latency.set(rk, (mine = { total: zero(), upstream: zero() }));
-    }
-    addHistogram(mine.total, l.total);
-    addHistogram(mine.upstream, l.upstream);
-  }
-  addMap(into.answered, from.answered);
-  into.retries += from.retries;
-  addMap(into.limits, from.limits);
-  addMap(into.handshakeFailures, from.handshakeFailures);
-  if (!countersOnly) {
-    into.connections += from.connections;
-    into.rss += from.rss;
-  }
-}
 
-function setHistogram(h: Histogram, from: HistogramCounts | undefined): void {
-  h.counts.set(from?.counts ?? new Array<number>(h.counts.length).fill(0));
-  h.sum = from?.sum ?? 0;
-  h.count = from?.count ?? 0;
-}
-
-/** Writes the group's sums into the primary's table and ProxyStats, which proxy nothing themselves. */
-export function writeStats(table: Table, stats: ProxyStats, sum: WorkerStats): void {
-  for (const r of table.routes.values()) {
-    const key = routeKey(r);
-    const backends = sum.backends.get(key);
+  #route(r: Route): { step: RouteStep | undefined; inFlight: number } {
+    let step: RouteStep | undefined;
+    let inFlight = 0;
     for (const b of r.backends.values()) {
-      const c = backends?.get(b.key);
-      b.requests = c?.requests ?? 0;
-      b.failures = c?.failures ?? 0;
-      b.active = c?.active ?? 0;
-      b.errors.clear();
-      for (const [code, n] of c?.errors ?? []) b.errors.set(code, n);
+      inFlight += b.active;
+      let seen = this.#backends.get(b);
+      if (!seen) this.#backends.set(b, (seen = { requests: 0, failures: 0, active: 0, errors: new Map() }));
+      const errors = b.errors.size ? mapStep(b.errors, seen.errors) : undefined;
+      if (b.requests === seen.requests && b.failures === seen.failures && b.active === seen.active && !errors?.length) continue;
+      (step ??= { key: routeKey(r), backends: [] }).backends.push([b.key, b.requests - seen.requests, b.failures - seen.failures, b.active - seen.active, errors?.length ? errors : undefined]);
+      seen.requests = b.requests;
+      seen.failures = b.failures;
+      seen.active = b.active;
     }
-    const l = sum.latency.get(key);
-    setHistogram(r.latency.total, l?.total);
-    setHistogram(r.latency.upstream, l?.upstream);
+    if (r.spec.mode !== 'tcp') {
+      let seen = this.#latency.get(r);
+      if (!seen) this.#latency.set(r, (seen = { total: emptySeen(r.latency.total), upstream: emptySeen(r.latency.upstream) }));
+      const total = histogramStep(r.latency.total, seen.total);
+      const upstream = histogramStep(r.latency.upstream, seen.upstream);
+      if (total || upstream) Object.assign((step ??= { key: routeKey(r), backends: [] }), total && { total }, upstream && { upstream });
+    }
+    return { step, inFlight };
   }
-  const replace = <K>(into: Map<K, number>, from: Map<string, number>) => {
-    into.clear();
-    for (const [k, n] of from) into.set(k as K, n);
-  };
-  replace(stats.answered, sum.answered);
-  stats.retries = sum.retries;
-  stats.connections = sum.connections;
-  replace(stats.limits, sum.limits);
-  replace(stats.handshakeFailures, sum.handshakeFailures);
+}
+
+/** A slice with routes only; the gauges ride on the last slice. */
+const EMPTY: Omit<StatsReport, 'routes'> = { answered: [], retries: 0, limits: [], handshakeFailures: [], connections: 0, inFlight: 0, rss: 0 };
+
+const emptySeen = (h: Histogram): HistogramSeen => ({ counts: new Float64Array(h.counts.length), sum: 0, count: 0 });
+
+function addMap<K extends string>(into: Map<K, number>, steps: [string, number][]): void {
+  for (const [k, d] of steps) into.set(k as K, (into.get(k as K) ?? 0) + d);
+}
+
+function addHistogram(h: Histogram, step: HistogramStep | undefined): void {
+  if (!step) return;
+  for (let i = 0; i < h.counts.length; i++) h.counts[i]! += step.counts[i] ?? 0;
+  h.sum += step.sum;
+  h.count += step.count;
+}
+
+/** The primary's side of one worker: what it holds in flight, to take back out when it exits. */
+export class WorkerShare {
+  /** In-flight work by the primary's backend; entries that fall to zero are dropped. */
+  readonly #active = new Map<Backend, number>();
+  /** Requests (L7) or connections (L4) this worker slot sent, over every process it had. */
+  requests = 0;
+  connections = 0;
+  inFlight = 0;
+  rss = 0;
+
+  /** Adds a slice of a report into the primary's table and ProxyStats; the last slice also sets the worker's gauges. Routes and backends the table no longer has are skipped. */
+  add(table: Table, stats: ProxyStats, report: StatsReport, last: boolean): void {
+    for (const step of report.routes) {
+      const r = table.routes.get(step.key);
+      if (!r) continue;
+      for (const [key, requests, failures, active, errors] of step.backends) {
+        this.requests += requests;
+        const b = r.backends.get(key);
+        if (!b) continue;
+        b.requests += requests;
+        b.failures += failures;
+        if (errors) addMap(b.errors, errors);
+        if (active !== 0) {
+          b.active += active;
+          const held = (this.#active.get(b) ?? 0) + active;
+          if (held === 0) this.#active.delete(b);
+          else this.#active.set(b, held);
+        }
+      }
+      addHistogram(r.latency.total, step.total);
+      addHistogram(r.latency.upstream, step.upstream);
+    }
+    addMap(stats.answered, report.answered);
+    addMap(stats.limits, report.limits);
+    addMap(stats.handshakeFailures, report.handshakeFailures);
+    stats.retries += report.retries;
+    if (!last) return;
+    stats.connections += report.connections - this.connections;
+    this.connections = report.connections;
+    this.inFlight = report.inFlight;
+    this.rss = report.rss;
+    // A backend that left the table with work in flight is no longer reported; it holds nothing to take back.
+    for (const b of this.#active.keys()) if (table.routes.get(routeKey(b.route))?.backends.get(b.key) !== b) this.#active.delete(b);
+  }
+
+  /** The worker exited: its counts stay, its in-flight work and connections go. */
+  release(stats: ProxyStats): void {
+    for (const [b, held] of this.#active) b.active -= held;
+    this.#active.clear();
+    stats.connections -= this.connections;
+    this.connections = 0;
+    this.inFlight = 0;
+    this.rss = 0;
+  }
 }

@@ -13,7 +13,7 @@ import { acmeSource } from '../tls/acme-coordinator.js';
 import { ChallengeSet } from '../tls/challenges.js';
 import { CertStore } from '../tls/store.js';
 import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
-import { routeKey, takeStats } from './stats.js';
+import { routeKey, StatsReporter } from './stats.js';
 
 const send = (m: FromWorker) => void process.send!(m);
 
@@ -25,6 +25,7 @@ class WorkerProxy {
   readonly #log: Logger;
   readonly #table: Table;
   readonly #stats = new ProxyStats();
+  readonly #reporter = new StatsReporter();
   readonly #certs: CertStore;
   readonly #challenges = new ChallengeSet();
   readonly #listeners: Listeners;
@@ -54,7 +55,7 @@ class WorkerProxy {
       case 'challenges':
         this.#challenges.apply(m.snapshot);
         return send({ t: 'challenges', seq: m.seq });
-      case 'stats': return send({ t: 'stats', id: m.id, stats: takeStats(this.#table, this.#stats) });
+      case 'stats': return void this.#reporter.report(this.#table, this.#stats, (report, last) => send({ t: 'stats', id: m.id, report, last }), () => new Promise((r) => setImmediate(r)));
       case 'stop': return void this.stop();
     }
   }
