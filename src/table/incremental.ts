@@ -117,10 +117,11 @@ function sameTasks(a: SwarmTask[], b: SwarmTask[]): boolean {
   return a.length === b.length && a.every((t, i) => sameTask(t, b[i]!));
 }
 
-/** A task of the current snapshot, and its place in snapshot order. */
+/** A task of the current snapshot, its place in snapshot order, and the update that last saw it. */
 interface Held {
   task: SwarmTask;
   seq: number;
+  seen: number;
 }
 
 /** One update's work: the services compiled again or whose claims came out otherwise, their winners before, the ports to settle again. */
@@ -193,9 +194,7 @@ export class Compiler {
       this.#compile(p, c, service, own);
     }
     for (const c of this.#services.values()) if (c.seen !== seen) this.#remove(p, c);
-    this.#tasks = new Map();
-    this.#byService = new Map();
-    for (const task of snapshot.tasks) this.#hold(task);
+    this.#index(snapshot.tasks, seen);
     return this.#finish(p);
   }
 
@@ -270,8 +269,48 @@ export class Compiler {
     return changed;
   }
 
+  /**
+   * Brings the tasks held to a whole snapshot's: each in its place, new ones
+   * last, those it lacks let go; held anew in its order when it has them in
+   * another (which a follower's mirror and discovery never do).
+   */
+  #index(tasks: SwarmTask[], seen: number): void {
+    let last = -1;
+    let inOrder = true;
+    let kept = 0;
+    const had = this.#tasks.size;
+    for (const task of tasks) {
+      let held = this.#tasks.get(task.ID);
+      if (!held) this.#hold(task, (held = { task, seq: this.#seq++, seen }));
+      else if (held.seen !== seen) kept++;
+      if (held.task !== task) {
+        if (held.task.ServiceID === task.ServiceID) held.task = task;
+        else {
+          this.#unhold(held);
+          held.task = task;
+          this.#hold(task, held);
+        }
+      }
+      if (held.seq <= last) inOrder = false;
+      last = held.seq;
+      held.seen = seen;
+    }
+    if (!inOrder) {
+      this.#tasks = new Map();
+      this.#byService = new Map();
+      for (const task of tasks) this.#hold(task);
+      return;
+    }
+    if (kept === had) return;
+    for (const held of this.#tasks.values()) {
+      if (held.seen === seen) continue;
+      this.#tasks.delete(held.task.ID);
+      this.#unhold(held);
+    }
+  }
+
   /** Holds a task last in snapshot order, or in the place `held` had. */
-  #hold(task: SwarmTask, held: Held = { task, seq: this.#seq++ }): void {
+  #hold(task: SwarmTask, held: Held = { task, seq: this.#seq++, seen: this.#update }): void {
     this.#tasks.set(task.ID, held);
     let own = this.#byService.get(task.ServiceID);
     if (!own) this.#byService.set(task.ServiceID, (own = new Map()));

@@ -263,11 +263,12 @@ describe('incremental compile', () => {
   });
 
   it('handed each change alone, equals a full compile of the snapshot rebuilt from the changes', () => {
-    // Each step: the change, with changed tasks removed and added again or not, or (`whole`) the whole snapshot, as after a reconnect.
-    const move = fc.record({ step, readd: fc.boolean(), whole: fc.nat(4).map((n) => n === 0) });
+    // Each step: the change, with changed tasks removed and added again or not, or (`whole`) the whole snapshot, as after a reconnect,
+    // its tasks in another order (`rotate`) as the manager may have them.
+    const move = fc.record({ step, readd: fc.boolean(), whole: fc.nat(4).map((n) => n === 0), rotate: fc.nat(3) });
     fc.assert(fc.property(initial, fc.array(move, { minLength: 1, maxLength: 30 }), (init, moves) => {
       let snapshot = first(init);
-      const mirror = new Mirror(snapshot);
+      let mirror = new Mirror(snapshot);
       const compiler = new Compiler(options);
       const table = new Table({ drainTimeout: 1000 });
       let previous: unknown;
@@ -279,6 +280,10 @@ describe('incremental compile', () => {
           const change = changeOf(snapshot, after, m.readd);
           snapshot = after;
           mirror.apply(change);
+          if (m.whole) {
+            const { tasks } = mirror.snapshot;
+            mirror = new Mirror({ ...mirror.snapshot, tasks: [...tasks.slice(m.rotate), ...tasks.slice(0, m.rotate)] });
+          }
           update = m.whole ? compiler.update(mirror.snapshot) : compiler.change(change);
         }
         const full = compile(mirror.snapshot, options);
