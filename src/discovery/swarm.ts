@@ -188,6 +188,8 @@ export class SwarmDiscovery {
   #tasks = new Map<string, Kept<SwarmTask>>();
   /** Nodes and networks, and their JSON to tell a change: they are few. */
   #rest = { nodes: [] as SwarmNode[], networks: [] as SwarmNetwork[], nodesJson: '', networksJson: '' };
+  /** The consumer took the last snapshot or change without throwing. */
+  #handedOn = false;
   #lastFull = 0;
   #fullWanted = true;
   #timer: NodeJS.Timeout | undefined;
@@ -281,14 +283,17 @@ export class SwarmDiscovery {
     };
     const changed = change.services.length || change.removedServices.length || change.tasks.length || change.removedTasks.length || change.nodes || change.networks;
     if (!changed && this.#snapshot) return;
-    const first = !this.#snapshot;
     this.#snapshot = {
       services: [...this.#services.values()].map((k) => k.value),
       tasks: [...this.#tasks.values()].map((k) => k.value),
       nodes: this.#rest.nodes,
       networks: this.#rest.networks,
     };
-    this.#o.onSnapshot(this.#snapshot, first ? undefined : change);
+    // A change follows only a snapshot or change the consumer took without failing.
+    const follows = this.#handedOn;
+    this.#handedOn = false;
+    this.#o.onSnapshot(this.#snapshot, follows ? change : undefined);
+    this.#handedOn = true;
   }
 
   /**

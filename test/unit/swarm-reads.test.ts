@@ -61,7 +61,7 @@ class FakeEngine {
   }
 }
 
-function discover(engine: FakeEngine, extra: { compat?: boolean; ownService?: string } = {}) {
+function discover(engine: FakeEngine, extra: { compat?: boolean; ownService?: string; fail?: (n: number) => boolean } = {}) {
   const snapshots: SwarmSnapshot[] = [];
   const changes: (SwarmChange | undefined)[] = [];
   const errors: unknown[] = [];
@@ -70,6 +70,7 @@ function discover(engine: FakeEngine, extra: { compat?: boolean; ownService?: st
     onSnapshot: (s, c) => {
       snapshots.push(s);
       changes.push(c);
+      if (extra.fail?.(snapshots.length)) throw new Error('consumer failed');
     },
     onError: (err) => errors.push(err),
   });
@@ -213,6 +214,26 @@ describe('swarm discovery reads', () => {
       assert.deepEqual(errors, []);
       for (let i = 1; i < snapshots.length; i++) assert.deepEqual(applied(snapshots[i - 1]!, changes[i]!), snapshots[i], `snapshot ${i}`);
       assert.deepEqual(snapshots[1]!.tasks.map((t) => t.ID), ['a1', 'a2', 'b1', 'b2'], 'a changed task keeps its place');
+    } finally {
+      discovery.stop();
+    }
+  });
+
+  it('hands on the whole snapshot again, without a change, after its consumer failed on one', async () => {
+    const engine = new FakeEngine();
+    engine.service('a', { 'meshd.publish': '80:80' });
+    engine.task('a1', 'a');
+    const { discovery, snapshots, changes, errors } = discover(engine, { fail: (n) => n === 2 });
+    try {
+      await waitFor(() => snapshots.length, 2000, 'a snapshot');
+      engine.task('a2', 'a');
+      await waitFor(() => snapshots.length >= 2, 2000, 'the change the consumer fails on');
+      engine.task('a3', 'a');
+      await waitFor(() => snapshots.length >= 3, 2000, 'the next');
+      engine.task('a4', 'a');
+      await waitFor(() => snapshots.length >= 4, 2000, 'and the one after');
+      assert.deepEqual(changes.map((c) => c && c.tasks.map((t) => t.ID)), [undefined, ['a2'], undefined, ['a4']]);
+      assert.deepEqual((errors as Error[]).map((e) => e.message), ['consumer failed']);
     } finally {
       discovery.stop();
     }
