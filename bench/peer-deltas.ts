@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { silentLogger } from '../src/core/log.js';
 import { DELTAS_FEATURE, FEATURES_HEADER, PeerServer, SNAPSHOTS_PATH } from '../src/discovery/peer.js';
-import type { SwarmSnapshot } from '../src/discovery/snapshot.js';
+import type { SwarmChange, SwarmSnapshot } from '../src/discovery/snapshot.js';
 import { SwarmDiscovery, type DockerReader } from '../src/discovery/swarm.js';
 
 const TOKEN = 'bench';
@@ -113,9 +113,10 @@ async function measure(services: number): Promise<Record<string, number>> {
   const port = await server.listen('127.0.0.1', 0);
   let next: (() => void) | undefined;
   let snapshot: SwarmSnapshot | undefined;
+  let change: SwarmChange | undefined;
   const discovery = new SwarmDiscovery({
     docker: e.reader, log: silentLogger(), taskPollInterval: 3_600_000, resyncInterval: 3_600_000,
-    onSnapshot: (s) => { snapshot = s; next?.(); }, onError: (err) => { throw err; },
+    onSnapshot: (s, c) => { snapshot = s; change = c; next?.(); }, onError: (err) => { throw err; },
   });
   const read = async () => {
     const got = new Promise<void>((r) => { next = r; });
@@ -139,7 +140,7 @@ async function measure(services: number): Promise<Record<string, number>> {
   const wire = async (): Promise<[number, number]> => {
     const before = lines.length;
     const t0 = process.cpuUsage();
-    server.publish(snapshot!);
+    server.publish(snapshot!, change);
     const cpu = process.cpuUsage(t0);
     while (lines.length === before) await new Promise((r) => setTimeout(r, 10));
     return [lines.at(-1)!, (cpu.user + cpu.system) / 1000];

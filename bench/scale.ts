@@ -3,9 +3,10 @@
 // service on port 80 with a host of its own) go through the Compiler and
 // Table.apply as discovery hands them on. Reported, in CPU ms (user + system):
 // the first, full load; one task changing its address, each change on a
-// snapshot of fresh objects as a poll or a peer delivers it (the first change
-// after the load on its own, then the median of several once the JIT is warm);
-// then RSS and heap with the largest table loaded.
+// snapshot of fresh objects (the first change after the load on its own, then
+// the median of several once the JIT is warm), and the same change handed to
+// Compiler.change alone, as a peer's delta or discovery says it; then RSS and
+// heap with the largest table loaded.
 // Run with `npm run bench:scale` (node --expose-gc, so the memory figures are after a collection).
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -112,12 +113,26 @@ for (const services of SIZES) {
       change.push(total);
       changeCompile.push(total - a);
     }
+    // The same change handed on alone, as a peer's delta or discovery says it.
+    const alone: number[] = [];
+    for (let i = 0; i < 2 * CHANGES; i++) {
+      const task = structuredClone(base.tasks[(i * 7919 + 13) % base.tasks.length]!);
+      task.NetworksAttachments![0]!.Addresses = [`172.17.0.${i + 1}/16`];
+      await settle();
+      let applied = false;
+      const total = cpu(() => {
+        const { table: t, changes } = compiler.change({ services: [], removedServices: [], tasks: [task], removedTasks: [] });
+        applied = table.apply(t, changes);
+      });
+      if (!applied) throw new Error('the change was not applied');
+      if (i >= CHANGES) alone.push(total);
+    }
     const [c, all] = [median(changeCompile), median(change)];
-    rows.push(`| ${services.toLocaleString('en')} | ${(services * tasksEach).toLocaleString('en')} | ${compileMs.toFixed(0)} + ${applyMs.toFixed(0)} = ${full.toFixed(0)} | ${first.toFixed(0)} | ${c.toFixed(1)} + ${(all - c).toFixed(1)} = ${all.toFixed(1)} |`);
+    rows.push(`| ${services.toLocaleString('en')} | ${(services * tasksEach).toLocaleString('en')} | ${compileMs.toFixed(0)} + ${applyMs.toFixed(0)} = ${full.toFixed(0)} | ${first.toFixed(0)} | ${c.toFixed(1)} + ${(all - c).toFixed(1)} = ${all.toFixed(1)} | ${median(alone).toFixed(2)} |`);
   }
 }
-console.log('| services | tasks | full load: compile + apply | first change after it | one task change: compile + apply (median) |');
-console.log('|---:|---:|---:|---:|---:|');
+console.log('| services | tasks | full load: compile + apply | first change after it | one task change: compile + apply (median) | the same change alone: compile + apply (median) |');
+console.log('|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) console.log(r);
 const held = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--memory'], { encoding: 'utf8' }).trim();
 console.log(`\nWith ${SIZES.at(-1)!.toLocaleString('en')} services and ${(SIZES.at(-1)! * TASKS_PER_SERVICE.at(-1)!).toLocaleString('en')} tasks loaded (snapshot, compiler and table, in a fresh process): ${held}.`);

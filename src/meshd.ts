@@ -101,11 +101,12 @@ export async function startMeshd(config: Config, log: Logger, docker?: DockerRea
     discoveryError = undefined;
     certs.setRoutesFiles(next.tls?.certificates ?? []);
     acme.setRoutes(next.routes);
-    if (!table.apply(next, changes)) return;
+    const diff = changes ?? table.diff(next.routes);
+    if (!table.apply(next, diff)) return;
     metrics.tableUpdates.inc();
     dlog.info({ version: table.version, routes: next.routes.length, backends: next.routes.reduce((n, r) => n + r.backends.length, 0) }, 'routing table updated');
     logProblemsOnce(next);
-    reconciled = pool ? pool.publish(next) : listeners!.reconcile();
+    reconciled = pool ? pool.publish(next, diff) : listeners!.reconcile();
   };
   const onError = (err: unknown) => {
     const message = (err as Error).message ?? String(err);

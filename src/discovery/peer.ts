@@ -32,7 +32,7 @@ import type { Logger } from '../core/log.js';
 import { seal, sealingKey, unseal, type Sealed } from '../core/seal.js';
 import { bearerMatches } from '../core/token.js';
 import type { ChallengeSnapshot } from '../tls/challenges.js';
-import type { SwarmService, SwarmSnapshot, SwarmTask } from './snapshot.js';
+import type { SwarmChange, SwarmService, SwarmSnapshot, SwarmTask } from './snapshot.js';
 
 export const SNAPSHOTS_PATH = '/v1/snapshots';
 /** A worker tells the manager a task's container died, so the manager re-reads tasks at once. */
@@ -73,30 +73,40 @@ interface Sent<T> {
 }
 
 /**
- * The objects of `list` keyed by ID, with the JSON of those added or changed
- * since `before` and the IDs gone. An object that is the very one sent before
- * is not serialized again.
+ * Applies changed objects and removed IDs to what was sent (an object `wanted`
+ * turns down counts as removed); returns the JSON of those that differ from
+ * what was sent, and the IDs gone.
  */
-function diff<T extends object>(list: T[], id: (v: T) => string, before: Map<string, Sent<T>>): { after: Map<string, Sent<T>>; changed: string[]; removed: string[] } {
-  const after = new Map<string, Sent<T>>();
-  const changed: string[] = [];
-  for (const value of list) {
-    const key = id(value);
-    const old = before.get(key);
-    if (old?.value === value) {
-      after.set(key, old);
+function resend<T extends { ID: string }>(sent: Map<string, Sent<T>>, changed: T[], removed: string[], wanted: (v: T) => boolean): { changed: string[]; removed: string[] } {
+  const gone: string[] = [];
+  for (const id of removed) if (sent.delete(id)) gone.push(id);
+  const json: string[] = [];
+  for (const value of changed) {
+    if (!wanted(value)) {
+      if (sent.delete(value.ID)) gone.push(value.ID);
       continue;
     }
-    const json = JSON.stringify(value);
-    if (old?.json !== json) changed.push(json);
-    after.set(key, { value, json });
+    const j = JSON.stringify(value);
+    if (sent.get(value.ID)?.json !== j) json.push(j);
+    sent.set(value.ID, { value, json: j });
   }
-  return { after, changed, removed: [...before.keys()].filter((k) => !after.has(k)) };
+  return { changed: json, removed: gone };
+}
+
+/** The objects of `list` that are not the very ones sent, and the IDs sent that `list` has no more. */
+function unsent<T extends { ID: string }>(list: T[], sent: Map<string, Sent<T>>): { changed: T[]; removed: string[] } {
+  const ids = new Set<string>();
+  const changed: T[] = [];
+  for (const value of list) {
+    ids.add(value.ID);
+    if (sent.get(value.ID)?.value !== value) changed.push(value);
+  }
+  return { changed, removed: [...sent.keys()].filter((id) => !ids.has(id)) };
 }
 
 const jsonList = (items: Iterable<{ json: string }>): string => `[${Array.from(items, (i) => i.json).join(',')}]`;
 
-/** The swarm as last published, object by object, at `version`. */
+/** The swarm as last published, object by object (in the order a follower's mirror has them), at `version`. */
 interface Published {
   version: number;
   services: Map<string, Sent<SwarmService>>;
@@ -209,30 +219,40 @@ export class PeerServer {
     return this.#streams.size;
   }
 
-  /** Sends what changed: a delta to followers that read them, the whole snapshot to the others. */
-  publish(snapshot: SwarmSnapshot): void {
-    const before = this.#published;
-    const services = diff(snapshot.services, (s) => s.ID, before?.services ?? new Map());
-    const tasks = diff(snapshot.tasks.filter(routable), (t) => t.ID, before?.tasks ?? new Map());
-    const nodes = JSON.stringify(snapshot.nodes);
-    const networks = JSON.stringify(snapshot.networks);
-    const same = before && !services.changed.length && !services.removed.length && !tasks.changed.length && !tasks.removed.length
-      && nodes === before.nodes && networks === before.networks;
-    if (same) return;
-    const version = (before?.version ?? 0) + 1;
-    this.#published = { version, services: services.after, tasks: tasks.after, nodes, networks };
-    this.#line = this.#full = undefined;
-    let delta: string | undefined;
-    if (before) {
-      const parts = [`"type":"delta","version":${version},"base":${before.version}`];
-      if (services.changed.length) parts.push(`"services":[${services.changed.join(',')}]`);
-      if (services.removed.length) parts.push(`"removedServices":${JSON.stringify(services.removed)}`);
-      if (tasks.changed.length) parts.push(`"tasks":[${tasks.changed.join(',')}]`);
-      if (tasks.removed.length) parts.push(`"removedTasks":${JSON.stringify(tasks.removed)}`);
-      if (nodes !== before.nodes) parts.push(`"nodes":${nodes}`);
-      if (networks !== before.networks) parts.push(`"networks":${networks}`);
-      delta = `{${parts.join(',')}}\n`;
+  /**
+   * Sends what changed: a delta to followers that read them, the whole
+   * snapshot to the others. `change` says what differs from the snapshot
+   * published before, when the caller knows (discovery does), and the work
+   * follows it; without it, the snapshot's objects are compared with those
+   * sent, by identity, then by JSON.
+   */
+  publish(snapshot: SwarmSnapshot, change?: SwarmChange): void {
+    const first = !this.#published;
+    const p = this.#published ??= { version: 0, services: new Map(), tasks: new Map(), nodes: '', networks: '' };
+    let c = change;
+    if (!c || first) {
+      const services = unsent(snapshot.services, p.services);
+      const tasks = unsent(snapshot.tasks.filter(routable), p.tasks);
+      c = { services: services.changed, removedServices: services.removed, tasks: tasks.changed, removedTasks: tasks.removed, nodes: snapshot.nodes, networks: snapshot.networks };
     }
+    const services = resend(p.services, c.services, c.removedServices, () => true);
+    const tasks = resend(p.tasks, c.tasks, c.removedTasks, routable);
+    const nodes = c.nodes ? JSON.stringify(c.nodes) : p.nodes;
+    const networks = c.networks ? JSON.stringify(c.networks) : p.networks;
+    const same = !first && !services.changed.length && !services.removed.length && !tasks.changed.length && !tasks.removed.length
+      && nodes === p.nodes && networks === p.networks;
+    if (same) return;
+    const base = p.version;
+    const parts = [`"type":"delta","version":${base + 1},"base":${base}`];
+    if (services.changed.length) parts.push(`"services":[${services.changed.join(',')}]`);
+    if (services.removed.length) parts.push(`"removedServices":${JSON.stringify(services.removed)}`);
+    if (tasks.changed.length) parts.push(`"tasks":[${tasks.changed.join(',')}]`);
+    if (tasks.removed.length) parts.push(`"removedTasks":${JSON.stringify(tasks.removed)}`);
+    if (nodes !== p.nodes) parts.push(`"nodes":${nodes}`);
+    if (networks !== p.networks) parts.push(`"networks":${networks}`);
+    Object.assign(p, { version: base + 1, nodes, networks });
+    this.#line = this.#full = undefined;
+    const delta = first ? undefined : `{${parts.join(',')}}\n`;
     for (const [r, s] of this.#streams) r.write(s.deltas && delta ? delta : this.#snapshotLine(s));
   }
 
@@ -324,7 +344,13 @@ export interface PeerFollowerOptions {
   fallbackHosts?: () => Promise<string[]>;
   token: string;
   log: Logger;
+  /** A whole snapshot: the first of a stream, or each one from a manager without deltas. */
   onSnapshot: (snapshot: SwarmSnapshot) => void;
+  /**
+   * What a delta changed since the snapshot or change handed on before; without
+   * it, the snapshot is rebuilt whole and handed to onSnapshot.
+   */
+  onChange?: (change: SwarmChange) => void;
   onError: (err: unknown) => void;
   /** Wait between rounds over all peers when none answers, once a snapshot has been received. */
   retryDelay?: number;
@@ -345,6 +371,10 @@ class OutOfStep extends Error {}
 
 const isObjectList = (v: unknown): v is { ID: unknown }[] => Array.isArray(v) && v.every((o) => typeof o === 'object' && o !== null && !Array.isArray(o));
 const isIdList = (v: unknown): v is string[] => Array.isArray(v) && v.every((id) => typeof id === 'string');
+/** Objects keyed by a string ID, as a delta's are applied by it. */
+const hasIds = (v: { ID: unknown }[]): boolean => v.every((o) => typeof o.ID === 'string');
+const isTaskList = (v: unknown): boolean => isObjectList(v) && hasIds(v)
+  && v.every((t) => typeof (t as Partial<SwarmTask>).ServiceID === 'string' && typeof (t as Partial<SwarmTask>).Status === 'object' && (t as SwarmTask).Status !== null);
 
 function mirrorOf(version: unknown, snapshot: unknown): Mirror {
   const s = snapshot as Partial<SwarmSnapshot> | null;
@@ -359,19 +389,26 @@ function mirrorOf(version: unknown, snapshot: unknown): Mirror {
   };
 }
 
-/** Applies a delta line to `m` in place; throws OutOfStep, leaving `m` as it was, when it does not follow or is malformed. */
-function applyDelta(m: Mirror, d: Record<string, unknown>): void {
+/** Applies a delta line to `m` in place and returns its change; throws OutOfStep, leaving `m` as it was, when it does not follow or is malformed. */
+function applyDelta(m: Mirror, d: Record<string, unknown>): SwarmChange {
   if (d.base !== m.version || !Number.isInteger(d.version)) throw new OutOfStep(`delta from version ${String(d.base)}, this follower has ${m.version}`);
-  const { services = [], removedServices = [], tasks = [], removedTasks = [], nodes = m.nodes, networks = m.networks } = d;
-  if (!isObjectList(services) || !isObjectList(tasks) || !isIdList(removedServices) || !isIdList(removedTasks)
-    || !isObjectList(nodes) || !isObjectList(networks)) throw new OutOfStep('malformed delta');
+  const { services = [], removedServices = [], tasks = [], removedTasks = [], nodes, networks } = d;
+  if (!isObjectList(services) || !hasIds(services) || !isTaskList(tasks) || !isIdList(removedServices) || !isIdList(removedTasks)
+    || (nodes !== undefined && !isObjectList(nodes)) || (networks !== undefined && !isObjectList(networks))) throw new OutOfStep('malformed delta');
+  const change: SwarmChange = {
+    services: services as unknown as SwarmService[], removedServices,
+    tasks: tasks as unknown as SwarmTask[], removedTasks,
+    nodes: nodes as unknown as SwarmSnapshot['nodes'] | undefined,
+    networks: networks as unknown as SwarmSnapshot['networks'] | undefined,
+  };
   for (const id of removedServices) m.services.delete(id);
   for (const id of removedTasks) m.tasks.delete(id);
-  for (const o of services) m.services.set(String(o.ID), o as unknown as SwarmService);
-  for (const o of tasks) m.tasks.set(String(o.ID), o as unknown as SwarmTask);
-  m.nodes = nodes as unknown as SwarmSnapshot['nodes'];
-  m.networks = networks as unknown as SwarmSnapshot['networks'];
+  for (const o of change.services) m.services.set(o.ID, o);
+  for (const o of change.tasks) m.tasks.set(o.ID, o);
+  m.nodes = change.nodes ?? m.nodes;
+  m.networks = change.networks ?? m.networks;
   m.version = d.version as number;
+  return change;
 }
 
 /** Unchanged services and tasks keep their objects from one snapshot to the next. */
@@ -476,8 +513,11 @@ export class PeerFollower {
         // A manager without deltas sends untyped snapshot lines.
         if (msg.type === undefined) mirror = undefined;
         else if (msg.type === 'full') mirror = mirrorOf(msg.version, msg.snapshot);
-        else if (mirror) applyDelta(mirror, msg);
-        else throw new Error('delta before a full snapshot');
+        else if (!mirror) throw new Error('delta before a full snapshot');
+        else {
+          const change = applyDelta(mirror, msg);
+          if (this.#o.onChange) return void this.#o.onChange(change);
+        }
         this.#o.onSnapshot(mirror ? snapshotOf(mirror) : msg as unknown as SwarmSnapshot);
         this.#hadSnapshot = true;
       } else if (this.#o.acme) {

@@ -73,3 +73,19 @@ export interface SwarmSnapshot {
   nodes: SwarmNode[];
   networks: SwarmNetwork[];
 }
+
+/**
+ * What changed from one snapshot to the next, as the peer stream's deltas say
+ * it: services and tasks added or changed (whole), the IDs of those removed,
+ * and nodes and networks (whole lists) when they changed. Applied in that
+ * order (removals first) to objects kept by ID, a changed object keeps its
+ * place and a new one goes last, as in a Map.
+ */
+export interface SwarmChange {
+  services: SwarmService[];
+  removedServices: string[];
+  tasks: SwarmTask[];
+  removedTasks: string[];
+  nodes?: SwarmNode[] | undefined;
+  networks?: SwarmNetwork[] | undefined;
+}

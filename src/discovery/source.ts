@@ -7,7 +7,7 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import { readToken } from '../core/token.js';
-import { Compiler } from '../table/incremental.js';
+import { Compiler, type CompilerUpdate } from '../table/incremental.js';
 import type { CompileDefaults, RouteChanges, RoutingTable } from '../table/spec.js';
 import type { AcmePeers } from '../tls/acme-coordinator.js';
 import type { ChallengeSet } from '../tls/challenges.js';
@@ -113,10 +113,7 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     }
   }
   const compiler = new Compiler({ defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs, domain: config.domain, compat: { kinds: config.compat, entrypoints: config.compatEntrypoint } });
-  const toTable = (snapshot: SwarmSnapshot) => {
-    const { table, changes } = compiler.update(snapshot);
-    onTable(table, changes);
-  };
+  const toTable = ({ table, changes }: CompilerUpdate) => onTable(table, changes);
   const token = readToken(config.peerTokenFile);
   log.info({ role, networks: self.networks, ipvs: self.ipvs, network: config.network ?? null, service: self.service ?? null }, 'swarm discovery starting');
 
@@ -127,7 +124,7 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
       : config.peers ?? (self.service ? `tasks.${self.service}` : undefined);
     if (!peers) throw new SourceError('--peers: a worker outside a swarm service must be told where manager instances are');
     const follower = new PeerFollower({
-      peers, port: config.peerAddr.port, token, log, onSnapshot: toTable, onError,
+      peers, port: config.peerAddr.port, token, log, onSnapshot: (s) => toTable(compiler.update(s)), onChange: (c) => toTable(compiler.change(c)), onError,
       ...(typeof peers === 'string' ? { fallbackHosts: async () => (await engineInfo(docker)).managers } : {}),
       ...(acme ? { acme: acmeLines(acme) } : {}),
     });
@@ -203,9 +200,10 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     resyncInterval: config.resyncInterval,
     compat: config.compat.length > 0,
     ownService: self.service,
-    onSnapshot: (snapshot) => {
-      toTable(snapshot);
-      server?.publish(snapshot);
+    onSnapshot: (snapshot, change) => {
+      // What changed is cheaper to compile and to publish than the whole snapshot.
+      toTable(change ? compiler.change(change) : compiler.update(snapshot));
+      server?.publish(snapshot, change);
       lead(snapshot);
     },
     onError,

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import Docker from 'dockerode';
 import type { Logger } from '../core/log.js';
-import type { SelfInfo, SwarmNetwork, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask } from './snapshot.js';
+import type { SelfInfo, SwarmChange, SwarmNetwork, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask } from './snapshot.js';
 
 /** The read-only part of the Docker API meshd uses. */
 export type DockerReader = Pick<Docker, 'listServices' | 'listTasks' | 'listNodes' | 'listNetworks' | 'getEvents' | 'info'> & {
@@ -50,7 +50,8 @@ export interface SwarmDiscoveryOptions {
   compat?: boolean;
   /** meshd's own service, listed too: where its tasks run tells where the ordering instance is. */
   ownService?: string | undefined;
-  onSnapshot: (snapshot: SwarmSnapshot) => void;
+  /** Each changed snapshot, and what changed since the one before (none with the first). */
+  onSnapshot: (snapshot: SwarmSnapshot, change: SwarmChange | undefined) => void;
   onError: (err: unknown) => void;
 }
 
@@ -86,20 +87,29 @@ interface Kept<T> {
  * Engine objects narrowed by `narrow` and keyed by ID; one whose Version.Index
  * did not move keeps its previous object, so an unchanged swarm is neither
  * narrowed again nor handed on, and consumers can compare objects by identity.
+ * Objects kept stay in their place and new ones go last, as a follower's
+ * mirror has them. Also the objects new or changed, and the IDs gone.
  */
-function keep<R extends Versioned, T>(raw: R[], before: Map<string, Kept<T>>, narrow: (r: R) => T): { kept: Map<string, Kept<T>>; changed: boolean } {
+function keep<R extends Versioned, T>(raw: R[], before: Map<string, Kept<T>>, narrow: (r: R) => T): { kept: Map<string, Kept<T>>; changed: T[]; removed: string[] } {
+  const listed = new Map<string, R>();
+  for (const r of raw) listed.set(r.ID, r);
   const kept = new Map<string, Kept<T>>();
-  let changed = false;
-  for (const r of raw) {
+  const changed: T[] = [];
+  const removed: string[] = [];
+  const put = (id: string, r: R, old: Kept<T> | undefined) => {
     const index = r.Version?.Index;
-    const old = before.get(r.ID);
-    if (old && index !== undefined && old.index === index) kept.set(r.ID, old);
-    else {
-      kept.set(r.ID, { index, value: narrow(r) });
-      changed = true;
-    }
+    if (old && index !== undefined && old.index === index) return void kept.set(id, old);
+    const k = { index, value: narrow(r) };
+    kept.set(id, k);
+    changed.push(k.value);
+  };
+  for (const [id, old] of before) {
+    const r = listed.get(id);
+    if (!r) removed.push(id);
+    else put(id, r, old);
   }
-  return { kept, changed: changed || kept.size !== before.size };
+  for (const [id, r] of listed) if (!before.has(id)) put(id, r, undefined);
+  return { kept, changed, removed };
 }
 
 /** `o` without its undefined members, so narrowed objects equal their JSON round trip. */
@@ -177,7 +187,9 @@ export class SwarmDiscovery {
   #services = new Map<string, Kept<SwarmService>>();
   #tasks = new Map<string, Kept<SwarmTask>>();
   /** Nodes and networks, and their JSON to tell a change: they are few. */
-  #rest = { nodes: [] as SwarmNode[], networks: [] as SwarmNetwork[], json: '' };
+  #rest = { nodes: [] as SwarmNode[], networks: [] as SwarmNetwork[], nodesJson: '', networksJson: '' };
+  /** The consumer took the last snapshot or change without throwing. */
+  #handedOn = false;
   #lastFull = 0;
   #fullWanted = true;
   #timer: NodeJS.Timeout | undefined;
@@ -237,21 +249,18 @@ export class SwarmDiscovery {
   async #read(): Promise<void> {
     const d = this.#o.docker;
     const full = this.#fullWanted || !this.#snapshot || Date.now() - this.#lastFull >= this.#o.resyncInterval;
-    let changed = false;
-    let services = this.#services;
+    let services: ReturnType<typeof keep<Raw, SwarmService>> | undefined;
     let rest = this.#rest;
     if (full) {
       this.#fullWanted = false;
       const [listed, nodes, networks] = await Promise.all([this.#listServices(), d.listNodes(), d.listNetworks()]);
-      const s = keep(listed, this.#services, narrowService);
-      services = s.kept;
+      services = keep(listed, this.#services, narrowService);
       const narrowed = { nodes: (nodes as Raw[]).map(narrowNode), networks: (networks as unknown as Raw[]).map(narrowNetwork) };
-      rest = { ...narrowed, json: JSON.stringify(narrowed) };
-      changed = s.changed || rest.json !== this.#rest.json;
+      rest = { ...narrowed, nodesJson: JSON.stringify(narrowed.nodes), networksJson: JSON.stringify(narrowed.networks) };
     }
     let tasks: Raw[];
     try {
-      tasks = await this.#listTasks(this.#routing(services));
+      tasks = await this.#listTasks(this.#routing(services?.kept ?? this.#services));
     } catch (err) {
       // A service removed since it was listed: list services again at once.
       if (full || !notFound(err)) throw err;
@@ -259,21 +268,32 @@ export class SwarmDiscovery {
       return this.#read();
     }
     const t = keep(tasks, this.#tasks, narrowTask);
-    if (full) {
-      this.#services = services;
+    const before = this.#rest;
+    if (services) {
+      this.#services = services.kept;
       this.#rest = rest;
       this.#lastFull = Date.now();
       this.#watchEvents();
     }
     this.#tasks = t.kept;
-    if (!changed && !t.changed && this.#snapshot) return;
+    const change: SwarmChange = {
+      services: services?.changed ?? [], removedServices: services?.removed ?? [], tasks: t.changed, removedTasks: t.removed,
+      ...(rest.nodesJson !== before.nodesJson ? { nodes: rest.nodes } : {}),
+      ...(rest.networksJson !== before.networksJson ? { networks: rest.networks } : {}),
+    };
+    const changed = change.services.length || change.removedServices.length || change.tasks.length || change.removedTasks.length || change.nodes || change.networks;
+    if (!changed && this.#snapshot) return;
     this.#snapshot = {
       services: [...this.#services.values()].map((k) => k.value),
       tasks: [...this.#tasks.values()].map((k) => k.value),
       nodes: this.#rest.nodes,
       networks: this.#rest.networks,
     };
-    this.#o.onSnapshot(this.#snapshot);
+    // A change follows only a snapshot or change the consumer took without failing.
+    const follows = this.#handedOn;
+    this.#handedOn = false;
+    this.#o.onSnapshot(this.#snapshot, follows ? change : undefined);
+    this.#handedOn = true;
   }
 
   /**

@@ -5,7 +5,11 @@
 // table equals compile()'s for the same snapshot, a route spec that did not
 // change is the same object as in the previous table, and each update says
 // which routes changed, so that applying it costs what changed.
-import type { SwarmService, SwarmSnapshot, SwarmTask } from '../discovery/snapshot.js';
+//
+// It is fed either whole snapshots (update), which it compares with what it
+// compiled before, or what changed since the last one (change: a peer's
+// delta, or what discovery saw move), which costs what changed alone.
+import type { SwarmChange, SwarmNetwork, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask } from '../discovery/snapshot.js';
 import {
   byCreation, byPortName, clashNotice, compileContext, compileService, PortClaims,
   type CompileContext, type CompileOptions, type ServiceItem,
@@ -23,6 +27,8 @@ interface Compiled {
   notices: Notice[];
   /** The update that last saw it in a snapshot. */
   seen: number;
+  /** Gone from the swarm. */
+  gone: boolean;
   /** The update whose pass over the tasks counted `matched` and `fresh`. */
   pass: number;
   /** How many of `tasks` the snapshot has again, in the same places. */
@@ -106,6 +112,39 @@ function entriesOf(items: ServiceItem[], old: Entry[], keep: boolean): Entry[] {
   });
 }
 
+/** Whether two lists of running tasks compile alike, place by place. */
+function sameTasks(a: SwarmTask[], b: SwarmTask[]): boolean {
+  return a.length === b.length && a.every((t, i) => sameTask(t, b[i]!));
+}
+
+/** A task of the current snapshot, its place in snapshot order, and the update that last saw it. */
+interface Held {
+  task: SwarmTask;
+  seq: number;
+  seen: number;
+}
+
+/** One update's work: the services compiled again or whose claims came out otherwise, their winners before, the ports to settle again. */
+class Pass {
+  readonly touched = new Set<Compiled>();
+  readonly before = new Map<string, RouteSpec>();
+  readonly dirtyPorts = new Set<number>();
+  readonly added: Compiled[] = [];
+  reorder = false;
+
+  constructor(readonly seen: number, readonly ctx: CompileContext) {}
+
+  touch(c: Compiled): void {
+    if (this.touched.has(c)) return;
+    this.touched.add(c);
+    for (const e of c.entries) if (e.route && e.clash === undefined) this.before.set(routeKey(e.route), e.route);
+  }
+
+  claimPorts(c: Compiled): void {
+    for (const e of c.entries) if (e.route) this.dirtyPorts.add(e.route.port);
+  }
+}
+
 /** Index of the first route not before `route` in table order. */
 function position(routes: RouteSpec[], route: RouteSpec): number {
   let [lo, hi] = [0, routes.length];
@@ -126,78 +165,216 @@ export class Compiler {
   #notices: Notice[] = [];
   #ctx: CompileContext | undefined;
   #update = 0;
+  /** Every task of the current snapshot by ID, and by service in snapshot order: what a change is applied to. */
+  #tasks = new Map<string, Held>();
+  #byService = new Map<string, Map<string, Held>>();
+  #seq = 0;
+  #nodes: SwarmNode[] = [];
+  #networks: SwarmNetwork[] = [];
 
   constructor(options: CompileOptions) {
     this.#options = options;
   }
 
+  /** The table for a whole snapshot, compared with the one before. */
   update(snapshot: SwarmSnapshot): CompilerUpdate {
     const seen = ++this.#update;
-    const ctx = compileContext(snapshot, this.#options);
-    const nodes = changedKeys(this.#ctx?.nodeNames, ctx.nodeNames);
-    const networks = changedKeys(this.#ctx?.networkNames, ctx.networkNames);
-    this.#ctx = ctx;
+    const names = this.#names(snapshot.nodes, snapshot.networks);
+    const p = new Pass(seen, this.#ctx!);
     const newcomers = this.#matchTasks(snapshot.tasks, seen);
-
-    // Services compiled again, or whose claims came out otherwise, with their winners before.
-    const touched = new Set<Compiled>();
-    const before = new Map<string, RouteSpec>();
-    const touch = (c: Compiled) => {
-      if (touched.has(c)) return;
-      touched.add(c);
-      for (const e of c.entries) if (e.route && e.clash === undefined) before.set(routeKey(e.route), e.route);
-    };
-    const dirtyPorts = new Set<number>();
-    const claimPorts = (c: Compiled) => { for (const e of c.entries) if (e.route) dirtyPorts.add(e.route.port); };
-    const added: Compiled[] = [];
-    let reorder = false;
-    let noticesChanged = false;
-
     for (const service of snapshot.services) {
-      let c = this.#services.get(service.ID);
+      const c = this.#services.get(service.ID);
       const matched = c?.pass === seen ? c.matched : 0;
       const own = !c ? newcomers.get(service.ID) ?? NO_TASKS : c.pass === seen && c.fresh ? c.fresh : matched === c.tasks.length ? c.tasks : c.tasks.slice(0, matched);
-      if (c && own === c.tasks && sameService(c.service, service) && !namesChanged(own, nodes, networks)) {
+      if (c && own === c.tasks && sameService(c.service, service) && !namesChanged(own, names.nodes, names.networks)) {
         c.service = service;
         c.seen = seen;
         continue;
       }
-      const items = compileService(service, own, ctx);
-      if (!c) {
-        c = { service, tasks: own, entries: entriesOf(items, [], false), notices: [], seen, pass: 0, matched: 0, fresh: undefined };
-        this.#services.set(service.ID, c);
-        added.push(c);
-        touched.add(c);
-        claimPorts(c);
-        reorder = true;
+      this.#compile(p, c, service, own);
+    }
+    for (const c of this.#services.values()) if (c.seen !== seen) this.#remove(p, c);
+    this.#index(snapshot.tasks, seen);
+    return this.#finish(p);
+  }
+
+  /**
+   * The table after a change to the snapshot last compiled (by update, or
+   * by changes since): only the services it names, or whose tasks it names,
+   * are looked at again (all of them when nodes or networks changed).
+   */
+  change(change: SwarmChange): CompilerUpdate {
+    if (!this.#ctx) throw new Error('a change before the first snapshot');
+    const seen = ++this.#update;
+    const names = change.nodes || change.networks
+      ? this.#names(change.nodes ?? this.#nodes, change.networks ?? this.#networks)
+      : { nodes: new Set<string>(), networks: new Set<string>() };
+    const p = new Pass(seen, this.#ctx);
+    // Services whose tasks may differ.
+    const dirty = new Set<string>();
+    for (const id of change.removedTasks) {
+      const held = this.#tasks.get(id);
+      if (!held) continue;
+      this.#tasks.delete(id);
+      this.#unhold(held);
+      dirty.add(held.task.ServiceID);
+    }
+    for (const task of change.tasks) {
+      const held = this.#tasks.get(task.ID);
+      if (!held) {
+        this.#hold(task);
+        dirty.add(task.ServiceID);
         continue;
       }
-      touch(c);
-      const moved = byCreation(c.service, service) !== 0;
-      const keep = !moved && sameClaims(routesOf(c.entries), routesOf(items));
-      if (!keep) claimPorts(c);
-      Object.assign(c, { service, tasks: own, entries: entriesOf(items, c.entries, keep), seen });
-      if (!keep) claimPorts(c);
-      reorder ||= moved;
+      dirty.add(held.task.ServiceID);
+      dirty.add(task.ServiceID);
+      if (held.task.ServiceID === task.ServiceID) {
+        held.task = task;
+        continue;
+      }
+      // Moved to another service (the engine never does it): it keeps its place among the tasks of its new one.
+      this.#unhold(held);
+      held.task = task;
+      this.#hold(task, held);
     }
+    for (const id of change.removedServices) {
+      const c = this.#services.get(id);
+      if (c) this.#remove(p, c);
+    }
+    const services = new Map(change.services.map((s) => [s.ID, s]));
+    for (const id of dirty) if (!services.has(id) && this.#services.has(id)) services.set(id, this.#services.get(id)!.service);
+    if (names.nodes.size || names.networks.size) {
+      for (const c of this.#services.values()) if (!services.has(c.service.ID) && namesChanged(c.tasks, names.nodes, names.networks)) services.set(c.service.ID, c.service);
+    }
+    for (const service of services.values()) {
+      const c = this.#services.get(service.ID);
+      const own = this.#running(service.ID);
+      if (c && sameTasks(c.tasks, own) && sameService(c.service, service) && !namesChanged(own, names.nodes, names.networks)) {
+        c.service = service;
+        c.tasks = own;
+        continue;
+      }
+      this.#compile(p, c, service, own);
+    }
+    return this.#finish(p);
+  }
 
-    for (const [id, c] of this.#services) {
-      if (c.seen === seen) continue;
-      touch(c);
-      claimPorts(c);
-      this.#services.delete(id);
-      reorder = true;
+  /** A new compile context for these nodes and networks; the IDs whose names changed. */
+  #names(nodes: SwarmNode[], networks: SwarmNetwork[]): { nodes: Set<string>; networks: Set<string> } {
+    const ctx = compileContext({ services: [], tasks: [], nodes, networks }, this.#options);
+    const changed = { nodes: changedKeys(this.#ctx?.nodeNames, ctx.nodeNames), networks: changedKeys(this.#ctx?.networkNames, ctx.networkNames) };
+    this.#ctx = ctx;
+    this.#nodes = nodes;
+    this.#networks = networks;
+    return changed;
+  }
+
+  /**
+   * Brings the tasks held to a whole snapshot's: each in its place, new ones
+   * last, those it lacks let go; held anew in its order when it has them in
+   * another (which a follower's mirror and discovery never do).
+   */
+  #index(tasks: SwarmTask[], seen: number): void {
+    let last = -1;
+    let inOrder = true;
+    let kept = 0;
+    const had = this.#tasks.size;
+    for (const task of tasks) {
+      let held = this.#tasks.get(task.ID);
+      if (!held) this.#hold(task, (held = { task, seq: this.#seq++, seen }));
+      else if (held.seen !== seen) kept++;
+      if (held.task !== task) {
+        if (held.task.ServiceID === task.ServiceID) held.task = task;
+        else {
+          this.#unhold(held);
+          held.task = task;
+          this.#hold(task, held);
+        }
+      }
+      if (held.seq <= last) inOrder = false;
+      last = held.seq;
+      held.seen = seen;
     }
-    if (reorder) {
+    if (!inOrder) {
+      this.#tasks = new Map();
+      this.#byService = new Map();
+      for (const task of tasks) this.#hold(task);
+      return;
+    }
+    if (kept === had) return;
+    for (const held of this.#tasks.values()) {
+      if (held.seen === seen) continue;
+      this.#tasks.delete(held.task.ID);
+      this.#unhold(held);
+    }
+  }
+
+  /** Holds a task last in snapshot order, or in the place `held` had. */
+  #hold(task: SwarmTask, held: Held = { task, seq: this.#seq++, seen: this.#update }): void {
+    this.#tasks.set(task.ID, held);
+    let own = this.#byService.get(task.ServiceID);
+    if (!own) this.#byService.set(task.ServiceID, (own = new Map()));
+    own.set(task.ID, held);
+    if (held.seq < this.#seq - 1 && own.size > 1) this.#byService.set(task.ServiceID, new Map([...own].sort((a, b) => a[1].seq - b[1].seq)));
+  }
+
+  #unhold(held: Held): void {
+    const own = this.#byService.get(held.task.ServiceID);
+    own?.delete(held.task.ID);
+    if (own?.size === 0) this.#byService.delete(held.task.ServiceID);
+  }
+
+  /** A service's running tasks, in snapshot order. */
+  #running(service: string): SwarmTask[] {
+    const own = this.#byService.get(service);
+    if (!own) return NO_TASKS;
+    const tasks: SwarmTask[] = [];
+    for (const { task } of own.values()) if (task.Status.State === 'running') tasks.push(task);
+    return tasks;
+  }
+
+  /** Compiles a service (new, or changed) again with its running tasks. */
+  #compile(p: Pass, c: Compiled | undefined, service: SwarmService, own: SwarmTask[]): void {
+    const items = compileService(service, own, p.ctx);
+    if (!c) {
+      c = { service, tasks: own, entries: entriesOf(items, [], false), notices: [], seen: p.seen, gone: false, pass: 0, matched: 0, fresh: undefined };
+      this.#services.set(service.ID, c);
+      p.added.push(c);
+      p.touched.add(c);
+      p.claimPorts(c);
+      p.reorder = true;
+      return;
+    }
+    p.touch(c);
+    const moved = byCreation(c.service, service) !== 0;
+    const keep = !moved && sameClaims(routesOf(c.entries), routesOf(items));
+    if (!keep) p.claimPorts(c);
+    Object.assign(c, { service, tasks: own, entries: entriesOf(items, c.entries, keep), seen: p.seen });
+    if (!keep) p.claimPorts(c);
+    p.reorder ||= moved;
+  }
+
+  #remove(p: Pass, c: Compiled): void {
+    p.touch(c);
+    p.claimPorts(c);
+    c.gone = true;
+    this.#services.delete(c.service.ID);
+    p.reorder = true;
+  }
+
+  /** Settles the claims, notices and sorted routes that the pass's services change. */
+  #finish(p: Pass): CompilerUpdate {
+    let noticesChanged = false;
+    if (p.reorder) {
       // The previous order, the new ones at its end: nearly sorted, so the sort costs little more than a pass.
-      this.#order = [...this.#order.filter((c) => c.seen === seen), ...added].sort((a, b) => byCreation(a.service, b.service));
+      this.#order = [...this.#order.filter((c) => !c.gone), ...p.added].sort((a, b) => byCreation(a.service, b.service));
       noticesChanged = true;
     }
-    this.#claim(dirtyPorts, touch);
+    this.#claim(p.dirtyPorts, (c) => p.touch(c));
 
     const after = new Map<string, RouteSpec>();
-    for (const c of touched) {
-      if (c.seen !== seen) continue;
+    for (const c of p.touched) {
+      if (c.gone) continue;
       const notices: Notice[] = [];
       for (const e of c.entries) {
         if (e.notice) notices.push(e.notice);
@@ -208,7 +385,7 @@ export class Compiler {
       c.notices = notices;
     }
     if (noticesChanged) this.#notices = this.#order.flatMap((c) => c.notices);
-    const changes = this.#replace(before, after);
+    const changes = this.#replace(p.before, after);
     return { table: { routes: this.#routes.slice(), notices: this.#notices }, changes };
   }
 

@@ -329,13 +329,18 @@ export class Table extends EventEmitter<TableEvents> {
    * caller knows (the incremental compiler): then the work is in proportion
    * to them. Without it they are found by comparing each route's spec.
    */
-  apply(next: RoutingTable, changes: RouteChanges = this.#diff(next.routes)): boolean {
-    const noticesChanged = next.notices !== this.notices && !sameData(next.notices, this.notices);
-    if (this.loaded && !changes.size && !noticesChanged && sameData(next.tls, this.#tls)) return false;
+  apply(next: RoutingTable, changes: RouteChanges = this.diff(next.routes)): boolean {
+    return this.change(changes, next.notices, next.tls);
+  }
+
+  /** Applies the routes that changed, with the whole table's notices and certificate files; false when nothing differs. */
+  change(changes: RouteChanges, notices: Notice[], tls: TlsFiles | undefined): boolean {
+    const noticesChanged = notices !== this.notices && !sameData(notices, this.notices);
+    if (this.loaded && !changes.size && !noticesChanged && sameData(tls, this.#tls)) return false;
     this.loaded = true;
     this.version++;
-    this.notices = next.notices;
-    this.#tls = next.tls;
+    this.notices = notices;
+    this.#tls = tls;
 
     const ports = new Set<number>();
     for (const [key, spec] of changes) {
@@ -376,7 +381,7 @@ export class Table extends EventEmitter<TableEvents> {
   }
 
   /** The routes that differ from the current ones; the last of several with one key counts. */
-  #diff(routes: RouteSpec[]): RouteChanges {
+  diff(routes: RouteSpec[]): RouteChanges {
     const changes: RouteChanges = new Map();
     const seen = new Set<string>();
     for (const spec of routes) {

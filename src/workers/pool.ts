@@ -10,8 +10,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import type { ListenerState } from '../proxy/listeners.js';
 import type { ProxyStats } from '../proxy/context.js';
-import type { RoutingTable } from '../table/spec.js';
-import type { Table } from '../table/table.js';
+import type { RouteChanges, RoutingTable } from '../table/spec.js';
+import type { Route, Table } from '../table/table.js';
 import type { AcmePeers } from '../tls/acme-coordinator.js';
 import type { ChallengeSet } from '../tls/challenges.js';
 import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
@@ -49,6 +49,8 @@ interface Slot {
   backoff: number;
   restarts: number;
   timer: NodeJS.Timeout | undefined;
+  /** The table version last sent to this process (0: none yet): changes since it are all it needs. */
+  sent: number;
   applied: number;
   challenges: number;
   ports: number[];
@@ -90,7 +92,7 @@ export class WorkerPool implements ListenerState {
       for (const s of this.#slots) if (s.worker && !s.worker.isDead()) s.worker.process.kill('SIGKILL');
     });
     for (let n = 1; n <= deps.config.workers; n++) {
-      const slot: Slot = { n, worker: undefined, ready: false, startedAt: 0, backoff: RESTART_MIN_MS, restarts: 0, timer: undefined, applied: 0, challenges: 0, ports: [], failures: new Map(), share: new WorkerShare() };
+      const slot: Slot = { n, worker: undefined, ready: false, startedAt: 0, backoff: RESTART_MIN_MS, restarts: 0, timer: undefined, sent: 0, applied: 0, challenges: 0, ports: [], failures: new Map(), share: new WorkerShare() };
       this.#slots.push(slot);
       this.#fork(slot);
     }
@@ -113,11 +115,24 @@ export class WorkerPool implements ListenerState {
     return all;
   }
 
-  /** Sends the primary's table (just applied) to every worker; resolves once all have it serving, or after a timeout. */
-  async publish(next: RoutingTable): Promise<void> {
+  /**
+   * Sends the primary's table (just applied; `changes` from the one before) to
+   * every worker: the changed routes to a worker that has the table before,
+   * the whole table to one that has not. Resolves once all have it serving,
+   * or after a timeout.
+   */
+  async publish(next: RoutingTable, changes: RouteChanges): Promise<void> {
     const version = this.#d.table.version;
+    const before = this.#table;
     this.#table = { version, table: next };
-    this.#broadcast(this.#tableMessage());
+    let routes: ToWorker | undefined;
+    let whole: ToWorker | undefined;
+    for (const s of this.#slots) {
+      if (!s.ready) continue;
+      if (before && s.sent === before.version) this.#send(s, routes ??= this.#routesMessage(before, changes));
+      else this.#send(s, whole ??= this.#tableMessage());
+      s.sent = version;
+    }
     if (!(await this.#until((s) => s.applied >= version))) {
       const late = this.#live().filter((s) => s.applied < version).map((s) => s.n);
       this.#d.log.warn({ version, workers: late, waited: ACK_TIMEOUT_MS }, 'workers did not confirm the routing table in time; reporting it anyway');
@@ -184,6 +199,7 @@ export class WorkerPool implements ListenerState {
     slot.worker = w;
     slot.ready = false;
     slot.startedAt = Date.now();
+    slot.sent = 0;
     slot.applied = 0;
     slot.challenges = 0;
     w.on('message', (m: FromWorker) => this.#onMessage(slot, m));
@@ -198,7 +214,7 @@ export class WorkerPool implements ListenerState {
         this.#send(slot, { t: 'init', config, worker: slot.n, ticketKeys: this.#d.ticketKeys });
         for (const c of this.#certificates.values()) this.#send(slot, c);
         this.#send(slot, { t: 'challenges', seq: this.#challengeSeq, snapshot: this.#d.challenges.snapshot() });
-        if (this.#table) this.#send(slot, this.#tableMessage());
+        if (this.#table) this.#sendTable(slot);
         slot.ready = true;
         log.debug({ worker: slot.n, pid: slot.worker?.process.pid }, 'worker started');
         return;
@@ -211,6 +227,9 @@ export class WorkerPool implements ListenerState {
       case 'challenges':
         slot.challenges = m.seq;
         return this.#acked();
+      case 'resync':
+        this.#d.log.warn({ worker: slot.n, has: m.version, sent: slot.sent }, 'worker is out of step with the routing table; sending it whole');
+        return void (this.#table && this.#sendTable(slot));
       case 'health':
         // Into the primary's table: its 'health' event sends it on to every worker, and an ejection gets the prober's fast checks.
         return void this.#d.table.routes.get(m.route)?.backends.get(m.backend)?.setFlag(m.flag, m.value);
@@ -240,14 +259,40 @@ export class WorkerPool implements ListenerState {
     }, delay);
   }
 
+  #sendTable(slot: Slot): void {
+    this.#send(slot, this.#tableMessage());
+    slot.sent = this.#table!.version;
+  }
+
   #tableMessage(): ToWorker {
     const { version, table } = this.#table!;
+    return { t: 'table', version, table, flags: this.#flags(this.#d.table.routes.values()) };
+  }
+
+  /** The routes that changed since `before`, for workers that have it. */
+  #routesMessage(before: { version: number; table: RoutingTable }, changes: RouteChanges): ToWorker {
+    const { version, table } = this.#table!;
+    const routes: Route[] = [];
+    const removed: string[] = [];
+    for (const [key, spec] of changes) {
+      const route = spec && this.#d.table.routes.get(key);
+      if (route) routes.push(route);
+      else removed.push(key);
+    }
+    return {
+      t: 'routes', version, base: before.version, routes: routes.map((r) => r.spec), removed,
+      notices: table.notices === before.table.notices ? undefined : table.notices, tls: table.tls, flags: this.#flags(routes),
+    };
+  }
+
+  /** Every backend's relayed flags as the primary has them. */
+  #flags(routes: Iterable<Route>): FlagChange[] {
     const flags: FlagChange[] = [];
-    for (const r of this.#d.table.routes.values()) {
+    for (const r of routes) {
       const route = routeKey(r);
       for (const b of r.backends.values()) for (const flag of RELAYED_FLAGS) flags.push({ route, backend: b.key, flag, value: b[flag] });
     }
-    return { t: 'table', version, table, flags };
+    return flags;
   }
 
   /** Workers forked and not stopped: those a table or challenge must reach. */

@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { ProxyStats, proxyContext } from '../proxy/context.js';
 import { drain, Listeners } from '../proxy/listeners.js';
-import type { RoutingTable } from '../table/spec.js';
+import { routeKey as specKey, type RouteChanges, type RouteSpec, type RoutingTable } from '../table/spec.js';
 import { Table } from '../table/table.js';
 import { acmeSource } from '../tls/acme-coordinator.js';
 import { ChallengeSet } from '../tls/challenges.js';
@@ -31,6 +31,8 @@ class WorkerProxy {
   readonly #listeners: Listeners;
   /** Set while applying what the primary sent, so only this worker's own changes go back. */
   #relaying = false;
+  /** The version of the table this worker has (0: none yet). */
+  #version = 0;
   #stopping: Promise<void> | undefined;
 
   constructor(init: Extract<ToWorker, { t: 'init' }>) {
@@ -50,6 +52,7 @@ class WorkerProxy {
   handle(m: ToWorker): void {
     switch (m.t) {
       case 'table': return void this.#applyTable(m.version, m.table, m.flags);
+      case 'routes': return void this.#applyRoutes(m);
       case 'health': return this.#relay([m]);
       case 'certificate': return void this.#certs.put(acmeSource(m.names), m.certPem, m.keyPem);
       case 'challenges':
@@ -60,10 +63,31 @@ class WorkerProxy {
     }
   }
 
+  /** A route with its connection limit shared out among the workers. */
+  #share(r: RouteSpec): RouteSpec {
+    return r.maxConnections === undefined ? r : { ...r, maxConnections: share(r.maxConnections, this.#config.workers) };
+  }
+
   async #applyTable(version: number, next: RoutingTable, flags: FlagChange[]): Promise<void> {
+    this.#version = version;
     this.#certs.setRoutesFiles(next.tls?.certificates ?? []);
-    const workers = this.#config.workers;
-    this.#table.apply({ ...next, routes: next.routes.map((r) => (r.maxConnections === undefined ? r : { ...r, maxConnections: share(r.maxConnections, workers) })) });
+    this.#table.apply({ ...next, routes: next.routes.map((r) => this.#share(r)) });
+    await this.#applied(version, flags);
+  }
+
+  /** The routes that changed since the table this worker has; one that does not follow it asks for the whole table. */
+  async #applyRoutes(m: Extract<ToWorker, { t: 'routes' }>): Promise<void> {
+    if (m.base !== this.#version) return send({ t: 'resync', version: this.#version });
+    this.#version = m.version;
+    this.#certs.setRoutesFiles(m.tls?.certificates ?? []);
+    const changes: RouteChanges = new Map();
+    for (const key of m.removed) changes.set(key, undefined);
+    for (const r of m.routes) changes.set(specKey(r), this.#share(r));
+    this.#table.change(changes, m.notices ?? this.#table.notices, m.tls);
+    await this.#applied(m.version, m.flags);
+  }
+
+  async #applied(version: number, flags: FlagChange[]): Promise<void> {
     this.#relay(flags);
     await this.#listeners.reconcile();
     send({ t: 'applied', version, ports: this.#listeners.ports, failures: new Map(this.#listeners.failures) });

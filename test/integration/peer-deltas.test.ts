@@ -1,7 +1,8 @@
 // Deltas on the peer stream, on loopback: a full snapshot then only what
 // changed; a follower out of step reconnecting for a full snapshot; followers
-// and managers that predate deltas; and a follower rebuilding exactly the
-// manager's snapshots through a random sequence of changes.
+// and managers that predate deltas; a follower rebuilding exactly the
+// manager's snapshots through a random sequence of changes; and one handing
+// each delta on as a change, which compiled gives the manager's table.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type net from 'node:net';
@@ -10,7 +11,9 @@ import fc from 'fast-check';
 import { request } from 'undici';
 import { silentLogger } from '../../src/core/log.js';
 import { DELTAS_FEATURE, FEATURES_HEADER, PeerFollower, PeerServer, SNAPSHOTS_PATH } from '../../src/discovery/peer.js';
-import type { SwarmSnapshot, SwarmTask } from '../../src/discovery/snapshot.js';
+import type { SwarmChange, SwarmSnapshot, SwarmTask } from '../../src/discovery/snapshot.js';
+import { compile } from '../../src/table/compile.js';
+import { Compiler, type CompilerUpdate } from '../../src/table/incremental.js';
 import { waitFor } from '../support/net.js';
 
 const TOKEN = 'delta-token';
@@ -25,6 +28,18 @@ function swarm(services: string[], tasks: SwarmTask[]): SwarmSnapshot {
     tasks, nodes: [{ ID: 'node1', Description: { Hostname: 'h1' } }], networks: [{ Id: 'n1', Name: 'meshd' }],
   };
 }
+
+/** Random snapshots of a few services and tasks, running or not. */
+const ids = fc.constantFrom('a', 'b', 'c', 'd');
+const taskArb = fc.record({
+  id: fc.constantFrom('t1', 't2', 't3', 't4', 't5', 't6'), service: ids,
+  state: fc.constantFrom('running' as const, 'complete' as const), desired: fc.constantFrom('running' as const, 'shutdown' as const),
+}).map((t) => task(t.id, t.service, t.state, t.desired));
+const snapshotArb = fc.record({
+  services: fc.uniqueArray(ids, { maxLength: 4 }),
+  tasks: fc.uniqueArray(taskArb, { maxLength: 6, selector: (t) => t.ID }),
+  hostname: fc.constantFrom('h1', 'h2'),
+}).map(({ services, tasks, hostname }) => ({ ...swarm(services, tasks), nodes: [{ ID: 'node1', Description: { Hostname: hostname } }] }));
 
 /** Lines of a snapshot stream as they arrive. */
 async function lines(port: number, headers: Record<string, string>): Promise<{ lines: Record<string, unknown>[]; raw: string[]; close(): void }> {
@@ -89,8 +104,8 @@ describe('peer stream deltas', () => {
     return { server, port };
   }
 
-  function follower(port: number, seen: SwarmSnapshot[]): PeerFollower {
-    const f = new PeerFollower({ peers: [`127.0.0.1:${port}`], port, token: TOKEN, log: silentLogger(), onSnapshot: (s) => seen.push(s), onError: () => undefined, retryDelay: 50 });
+  function follower(port: number, seen: SwarmSnapshot[], onChange?: (c: SwarmChange) => void): PeerFollower {
+    const f = new PeerFollower({ peers: [`127.0.0.1:${port}`], port, token: TOKEN, log: silentLogger(), onSnapshot: (s) => seen.push(s), onChange, onError: () => undefined, retryDelay: 50 });
     cleanup.push(() => f.stop());
     f.start();
     return f;
@@ -163,31 +178,79 @@ describe('peer stream deltas', () => {
     assert.deepEqual(seen.map((s) => s.tasks.map((t) => t.ID)), [['w1'], ['w2']]);
   });
 
-  it('a follower rebuilds exactly each snapshot the manager publishes, through random changes', async () => {
+  /** What changed from `a` to `b`, as discovery tells it: objects not the very ones before (running or not), IDs gone, nodes and networks. */
+  function changeOf(a: SwarmSnapshot | undefined, b: SwarmSnapshot): SwarmChange | undefined {
+    if (!a) return undefined;
+    const diff = <T extends { ID: string }>(x: T[], y: T[]) => ({
+      changed: y.filter((o) => !x.includes(o)),
+      removed: x.filter((o) => !y.some((p) => p.ID === o.ID)).map((o) => o.ID),
+    });
+    const services = diff(a.services, b.services);
+    const tasks = diff(a.tasks, b.tasks);
+    return { services: services.changed, removedServices: services.removed, tasks: tasks.changed, removedTasks: tasks.removed, nodes: b.nodes, networks: b.networks };
+  }
+
+  for (const given of [false, true]) {
+    it(`a follower rebuilds exactly each snapshot the manager publishes, through random changes${given ? ', published from what changed' : ''}`, async () => {
+      const { server, port } = await manager();
+      const seen: SwarmSnapshot[] = [];
+      follower(port, seen);
+      let last: SwarmSnapshot | undefined;
+      let published: SwarmSnapshot | undefined;
+      await fc.assert(fc.asyncProperty(fc.array(snapshotArb, { minLength: 1, maxLength: 8 }), async (sequence) => {
+        const from = seen.length;
+        const expected: SwarmSnapshot[] = [];
+        for (const s of sequence) {
+          server.publish(s, given ? changeOf(published, s) : undefined);
+          published = s;
+          // A publish that changes nothing compile reads sends nothing.
+          if (!last || JSON.stringify(canonical(last)) !== JSON.stringify(canonical(s))) expected.push(last = s);
+          await waitFor(() => seen.length >= from + expected.length, 2000, 'the follower\'s snapshot');
+        }
+        assert.deepEqual(seen.slice(from).map(canonical), expected.map(canonical));
+      }), { numRuns: 40 });
+    });
+  }
+
+  it('a follower hands on each delta as a change; compiled as changes, they give the table of the manager\'s snapshot', async () => {
     const { server, port } = await manager();
-    const seen: SwarmSnapshot[] = [];
-    follower(port, seen);
-    const ids = fc.constantFrom('a', 'b', 'c', 'd');
-    const taskArb = fc.record({
-      id: fc.constantFrom('t1', 't2', 't3', 't4', 't5', 't6'), service: ids,
-      state: fc.constantFrom('running' as const, 'complete' as const), desired: fc.constantFrom('running' as const, 'shutdown' as const),
-    }).map((t) => task(t.id, t.service, t.state, t.desired));
-    const snapshotArb = fc.record({
-      services: fc.uniqueArray(ids, { maxLength: 4 }),
-      tasks: fc.uniqueArray(taskArb, { maxLength: 6, selector: (t) => t.ID }),
-      hostname: fc.constantFrom('h1', 'h2'),
-    }).map(({ services, tasks, hostname }) => ({ ...swarm(services, tasks), nodes: [{ ID: 'node1', Description: { Hostname: hostname } }] }));
+    const options = { defaults: { health: { interval: 2000, timeout: 1000, rise: 2, fall: 3 } }, selfNetworks: [], ipvs: false };
+    const compiler = new Compiler(options);
+    const tables: CompilerUpdate[] = [];
+    let whole = 0;
+    const f = new PeerFollower({
+      peers: [`127.0.0.1:${port}`], port, token: TOKEN, log: silentLogger(), onError: () => undefined, retryDelay: 50,
+      onSnapshot: (s) => { whole++; tables.push(compiler.update(s)); },
+      onChange: (c) => tables.push(compiler.change(c)),
+    });
+    cleanup.push(() => f.stop());
+    f.start();
     let last: SwarmSnapshot | undefined;
     await fc.assert(fc.asyncProperty(fc.array(snapshotArb, { minLength: 1, maxLength: 8 }), async (sequence) => {
-      const from = seen.length;
-      const expected: SwarmSnapshot[] = [];
       for (const s of sequence) {
+        const from = tables.length;
         server.publish(s);
-        // A publish that changes nothing compile reads sends nothing.
-        if (!last || JSON.stringify(canonical(last)) !== JSON.stringify(canonical(s))) expected.push(last = s);
-        await waitFor(() => seen.length >= from + expected.length, 2000, 'the follower\'s snapshot');
+        if (last && JSON.stringify(canonical(last)) === JSON.stringify(canonical(s))) continue;
+        last = s;
+        await waitFor(() => tables.length > from, 2000, 'the follower\'s table');
+        assert.deepEqual(tables.at(-1)!.table, compile(s, options));
       }
-      assert.deepEqual(seen.slice(from).map(canonical), expected.map(canonical));
     }), { numRuns: 40 });
+    assert.equal(whole, 1, 'one full snapshot, then only changes');
+  });
+
+  it('a follower reconnects for a full snapshot when a delta names an object without a string ID', async () => {
+    const base = swarm(['web'], [task('w1', 'web')]);
+    const manager = await scripted([
+      [JSON.stringify({ type: 'full', version: 1, snapshot: base }), JSON.stringify({ type: 'delta', version: 2, base: 1, tasks: [{ ...task('w2', 'web'), ID: 7 }] })],
+      [JSON.stringify({ type: 'full', version: 2, snapshot: swarm(['web'], [task('w3', 'web')]) })],
+    ]);
+    cleanup.push(manager.close);
+    const seen: SwarmSnapshot[] = [];
+    const changes: SwarmChange[] = [];
+    follower(manager.port, seen, (c) => changes.push(c));
+    await waitFor(() => seen.length >= 2, 3000, 'two full snapshots');
+    assert.deepEqual(seen.map((s) => s.tasks.map((t) => t.ID)), [['w1'], ['w3']]);
+    assert.deepEqual(changes, [], 'the malformed delta was not handed on');
   });
 });

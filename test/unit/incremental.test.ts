@@ -1,11 +1,12 @@
 // The incremental Compiler against compile(), over random sequences of swarm
 // changes: after every step its table equals a full compile of the snapshot,
-// and a Table fed its changes serves what a fresh Table given the full table does.
+// and a Table fed its changes serves what a fresh Table given the full table does;
+// the same when it is handed each change alone, as a peer's delta says it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import type { SwarmNetwork, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask, TaskState } from '../../src/discovery/snapshot.js';
+import type { SwarmChange, SwarmNetwork, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask, TaskState } from '../../src/discovery/snapshot.js';
 import { compile, type CompileOptions } from '../../src/table/compile.js';
 import { Compiler } from '../../src/table/incremental.js';
 import { Table, routeOf } from '../../src/table/table.js';
@@ -58,6 +59,7 @@ const step = fc.oneof(
   fc.record({ kind: fc.constant('taskAddress' as const), i: fc.nat(), addr: fc.constantFrom(...ADDRS), net: fc.constantFrom(...NETWORKS) }),
   fc.record({ kind: fc.constant('renameNode' as const), i: fc.nat(), host: fc.constantFrom('alpha', 'beta', 'gamma', '') }),
   fc.record({ kind: fc.constant('renameNetwork' as const), i: fc.nat(), name: fc.constantFrom('meshd', 'other', 'ingress', 'renamed') }),
+  fc.record({ kind: fc.constant('moveTask' as const), i: fc.nat(), to: fc.nat() }),
   fc.record({ kind: fc.constant('clone' as const) }),
 );
 type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
@@ -134,6 +136,11 @@ function next(s: SwarmSnapshot, st: Step): SwarmSnapshot {
       const t = pick(s.tasks, st.i);
       return t ? { ...s, tasks: replace(s.tasks, t, { ...t, NetworksAttachments: [{ Network: { ID: st.net }, Addresses: [st.addr] }] }) } : s;
     }
+    case 'moveTask': {
+      const t = pick(s.tasks, st.i);
+      const svc = pick(s.services, st.to);
+      return t && svc ? { ...s, tasks: replace(s.tasks, t, { ...t, ServiceID: svc.ID }) } : s;
+    }
     case 'renameNode': {
       const n = pick(s.nodes, st.i)!;
       const renamed: SwarmNode = st.host ? { ID: n.ID, Description: { Hostname: st.host } } : { ID: n.ID };
@@ -160,20 +167,76 @@ function served(t: Table): unknown {
   return { routes, ports, notices: t.notices };
 }
 
+const initial = fc.record({
+  services: fc.array(fc.tuple(serviceSpec, fc.nat()), { maxLength: 5 }),
+  tasks: fc.array(fc.tuple(taskSpec, fc.nat()), { maxLength: 12 }),
+});
+
+function first(init: typeof initial extends fc.Arbitrary<infer T> ? T : never): SwarmSnapshot {
+  let snapshot: SwarmSnapshot = {
+    services: [], tasks: [],
+    nodes: NODES.map((id, i) => ({ ID: id, Description: { Hostname: `node${i}` } })),
+    networks: NETWORKS.map((id) => ({ Id: id, Name: id.slice(4) })),
+  };
+  for (const [spec, n] of init.services) snapshot = next(snapshot, { kind: 'addService', spec, name: n });
+  for (const [spec, i] of init.tasks) snapshot = next(snapshot, { kind: 'addTask', spec, i });
+  return snapshot;
+}
+
+/**
+ * The change from `a` to `b` as a manager publishes it: objects that are not
+ * the same as before, IDs gone, nodes and networks when they are other lists.
+ * With `readd`, a changed task is also listed as removed (so it goes last).
+ */
+function changeOf(a: SwarmSnapshot, b: SwarmSnapshot, readd: boolean): SwarmChange {
+  const diff = <T extends { ID: string }>(x: T[], y: T[]) => {
+    const was = new Map(x.map((o) => [o.ID, o]));
+    const now = new Set(y.map((o) => o.ID));
+    const changed = y.filter((o) => was.get(o.ID) !== o);
+    return { changed, removed: [...was.keys()].filter((id) => !now.has(id)), readded: changed.filter((o) => was.has(o.ID)).map((o) => o.ID) };
+  };
+  const services = diff(a.services, b.services);
+  const tasks = diff(a.tasks, b.tasks);
+  return {
+    services: services.changed, removedServices: services.removed,
+    tasks: tasks.changed, removedTasks: readd ? [...tasks.removed, ...tasks.readded] : tasks.removed,
+    ...(a.nodes !== b.nodes ? { nodes: b.nodes } : {}),
+    ...(a.networks !== b.networks ? { networks: b.networks } : {}),
+  };
+}
+
+/** The snapshot a follower rebuilds: objects by ID, removals first, a changed one in its place, a new one last. */
+class Mirror {
+  readonly services: Map<string, SwarmService>;
+  readonly tasks: Map<string, SwarmTask>;
+  nodes: SwarmNode[];
+  networks: SwarmNetwork[];
+
+  constructor(s: SwarmSnapshot) {
+    this.services = new Map(s.services.map((o) => [o.ID, o]));
+    this.tasks = new Map(s.tasks.map((o) => [o.ID, o]));
+    this.nodes = s.nodes;
+    this.networks = s.networks;
+  }
+
+  apply(c: SwarmChange): void {
+    for (const id of c.removedServices) this.services.delete(id);
+    for (const id of c.removedTasks) this.tasks.delete(id);
+    for (const o of c.services) this.services.set(o.ID, o);
+    for (const o of c.tasks) this.tasks.set(o.ID, o);
+    this.nodes = c.nodes ?? this.nodes;
+    this.networks = c.networks ?? this.networks;
+  }
+
+  get snapshot(): SwarmSnapshot {
+    return { services: [...this.services.values()], tasks: [...this.tasks.values()], nodes: this.nodes, networks: this.networks };
+  }
+}
+
 describe('incremental compile', () => {
   it('equals a full compile after every change, and its changes give the table a full apply gives', () => {
-    const initial = fc.record({
-      services: fc.array(fc.tuple(serviceSpec, fc.nat()), { maxLength: 5 }),
-      tasks: fc.array(fc.tuple(taskSpec, fc.nat()), { maxLength: 12 }),
-    });
     fc.assert(fc.property(initial, fc.array(step, { minLength: 1, maxLength: 25 }), (init, steps) => {
-      let snapshot: SwarmSnapshot = {
-        services: [], tasks: [],
-        nodes: NODES.map((id, i) => ({ ID: id, Description: { Hostname: `node${i}` } })),
-        networks: NETWORKS.map((id) => ({ Id: id, Name: id.slice(4) })),
-      };
-      for (const [spec, n] of init.services) snapshot = next(snapshot, { kind: 'addService', spec, name: n });
-      for (const [spec, i] of init.tasks) snapshot = next(snapshot, { kind: 'addTask', spec, i });
+      let snapshot = first(init);
 
       const compiler = new Compiler(options);
       const table = new Table({ drainTimeout: 1000 });
@@ -196,6 +259,43 @@ describe('incremental compile', () => {
       }
       table.close();
       plain.close();
+    }), { numRuns: 300 });
+  });
+
+  it('handed each change alone, equals a full compile of the snapshot rebuilt from the changes', () => {
+    // Each step: the change, with changed tasks removed and added again or not, or (`whole`) the whole snapshot, as after a reconnect,
+    // its tasks in another order (`rotate`) as the manager may have them.
+    const move = fc.record({ step, readd: fc.boolean(), whole: fc.nat(4).map((n) => n === 0), rotate: fc.nat(3) });
+    fc.assert(fc.property(initial, fc.array(move, { minLength: 1, maxLength: 30 }), (init, moves) => {
+      let snapshot = first(init);
+      let mirror = new Mirror(snapshot);
+      const compiler = new Compiler(options);
+      const table = new Table({ drainTimeout: 1000 });
+      let previous: unknown;
+      for (const m of [undefined, ...moves]) {
+        let update;
+        if (!m) update = compiler.update(mirror.snapshot);
+        else {
+          const after = next(snapshot, m.step);
+          const change = changeOf(snapshot, after, m.readd);
+          snapshot = after;
+          mirror.apply(change);
+          if (m.whole) {
+            const { tasks } = mirror.snapshot;
+            mirror = new Mirror({ ...mirror.snapshot, tasks: [...tasks.slice(m.rotate), ...tasks.slice(0, m.rotate)] });
+          }
+          update = m.whole ? compiler.update(mirror.snapshot) : compiler.change(change);
+        }
+        const full = compile(mirror.snapshot, options);
+        assert.deepEqual(update.table, full);
+        const fresh = new Table({ drainTimeout: 1000 });
+        fresh.apply(full);
+        assert.equal(table.apply(update.table, update.changes), previous === undefined || !isDeepStrictEqual(previous, full));
+        assert.deepEqual(served(table), served(fresh));
+        previous = full;
+        fresh.close();
+      }
+      table.close();
     }), { numRuns: 300 });
   });
 });

@@ -1,12 +1,13 @@
 // What swarm discovery asks the engine: only routable services (all with
 // --compat) and meshd's own, only their tasks with desired state running, a
-// draining task by its ID; and no snapshot when nothing changed. The engine
+// draining task by its ID; no snapshot when nothing changed; and with each
+// snapshot, what changed since the one before. The engine
 // here is a fake that applies the filters the way dockerd does.
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.js';
-import type { SwarmSnapshot } from '../../src/discovery/snapshot.js';
+import type { SwarmChange, SwarmSnapshot } from '../../src/discovery/snapshot.js';
 import { SwarmDiscovery, TASK_FILTER_MAX, type DockerReader } from '../../src/discovery/swarm.js';
 import { waitFor } from '../support/net.js';
 
@@ -60,16 +61,32 @@ class FakeEngine {
   }
 }
 
-function discover(engine: FakeEngine, extra: { compat?: boolean; ownService?: string } = {}) {
+function discover(engine: FakeEngine, extra: { compat?: boolean; ownService?: string; fail?: (n: number) => boolean } = {}) {
   const snapshots: SwarmSnapshot[] = [];
+  const changes: (SwarmChange | undefined)[] = [];
   const errors: unknown[] = [];
   const discovery = new SwarmDiscovery({
     docker: engine.reader(), log: silentLogger(), taskPollInterval: 20, resyncInterval: 60_000, ...extra,
-    onSnapshot: (s) => snapshots.push(s),
+    onSnapshot: (s, c) => {
+      snapshots.push(s);
+      changes.push(c);
+      if (extra.fail?.(snapshots.length)) throw new Error('consumer failed');
+    },
     onError: (err) => errors.push(err),
   });
   discovery.start();
-  return { discovery, snapshots, errors };
+  return { discovery, snapshots, changes, errors };
+}
+
+/** `s` with `c` applied as a follower's mirror applies a delta: removals, then each object in its place or last. */
+function applied(s: SwarmSnapshot, c: SwarmChange): SwarmSnapshot {
+  const services = new Map(s.services.map((o) => [o.ID, o]));
+  const tasks = new Map(s.tasks.map((o) => [o.ID, o]));
+  for (const id of c.removedServices) services.delete(id);
+  for (const id of c.removedTasks) tasks.delete(id);
+  for (const o of c.services) services.set(o.ID, o);
+  for (const o of c.tasks) tasks.set(o.ID, o);
+  return { services: [...services.values()], tasks: [...tasks.values()], nodes: c.nodes ?? s.nodes, networks: c.networks ?? s.networks };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -159,6 +176,64 @@ describe('swarm discovery reads', () => {
       assert.deepEqual(snapshots.at(-1)!.services.map((s) => s.ID), ['a']);
       assert.deepEqual(taskIds(snapshots.at(-1)), ['a1']);
       assert.deepEqual(errors, [], 'not reported as an engine failure');
+    } finally {
+      discovery.stop();
+    }
+  });
+
+  it('hands on with each snapshot what changed: only that, and applied to the snapshot before it gives the new one, in order', async () => {
+    const engine = new FakeEngine();
+    engine.service('a', { 'meshd.publish': '80:80' });
+    engine.service('b', { 'meshd.publish': '81:80' });
+    for (const id of ['a1', 'a2', 'b1', 'b2']) engine.task(id, id.startsWith('a') ? 'a' : 'b');
+    const { discovery, snapshots, changes, errors } = discover(engine);
+    const step = async (what: string, change: () => void, full = false) => {
+      const n = snapshots.length;
+      change();
+      if (full) discovery.refreshSoon(true);
+      await waitFor(() => snapshots.length > n, 2000, what);
+    };
+    try {
+      await waitFor(() => snapshots.length, 2000, 'a snapshot');
+      assert.equal(changes[0], undefined, 'the first snapshot is whole');
+      await step('a task changes', () => engine.task('a1', 'a', 'running', 'shutdown'));
+      assert.deepEqual(changes[1], { services: [], removedServices: [], tasks: [snapshots[1]!.tasks[0]], removedTasks: [] });
+      await step('a task starts', () => engine.task('a3', 'a'));
+      await step('a task stops', () => engine.task('b1', 'b', 'shutdown', 'shutdown'));
+      assert.deepEqual(changes[3], { services: [], removedServices: [], tasks: [], removedTasks: ['b1'] });
+      await step('a service is relabelled', () => {
+        engine.services = engine.services.filter((x) => x.ID !== 'b');
+        engine.service('b', { 'meshd.publish': '82:80' });
+      }, true);
+      assert.deepEqual(changes[4]!.services.map((x) => x.ID), ['b']);
+      await step('a service goes', () => {
+        engine.services = engine.services.filter((x) => x.ID !== 'a');
+        engine.tasks = engine.tasks.filter((t) => t.ServiceID !== 'a');
+      }, true);
+      assert.deepEqual(changes[5], { services: [], removedServices: ['a'], tasks: [], removedTasks: ['a1', 'a2', 'a3'] });
+      assert.deepEqual(errors, []);
+      for (let i = 1; i < snapshots.length; i++) assert.deepEqual(applied(snapshots[i - 1]!, changes[i]!), snapshots[i], `snapshot ${i}`);
+      assert.deepEqual(snapshots[1]!.tasks.map((t) => t.ID), ['a1', 'a2', 'b1', 'b2'], 'a changed task keeps its place');
+    } finally {
+      discovery.stop();
+    }
+  });
+
+  it('hands on the whole snapshot again, without a change, after its consumer failed on one', async () => {
+    const engine = new FakeEngine();
+    engine.service('a', { 'meshd.publish': '80:80' });
+    engine.task('a1', 'a');
+    const { discovery, snapshots, changes, errors } = discover(engine, { fail: (n) => n === 2 });
+    try {
+      await waitFor(() => snapshots.length, 2000, 'a snapshot');
+      engine.task('a2', 'a');
+      await waitFor(() => snapshots.length >= 2, 2000, 'the change the consumer fails on');
+      engine.task('a3', 'a');
+      await waitFor(() => snapshots.length >= 3, 2000, 'the next');
+      engine.task('a4', 'a');
+      await waitFor(() => snapshots.length >= 4, 2000, 'and the one after');
+      assert.deepEqual(changes.map((c) => c && c.tasks.map((t) => t.ID)), [undefined, ['a2'], undefined, ['a4']]);
+      assert.deepEqual((errors as Error[]).map((e) => e.message), ['consumer failed']);
     } finally {
       discovery.stop();
     }
