@@ -154,9 +154,12 @@ ${servers}
 
 /** nginx as a backend: one worker answering every request itself with `body` (`return 200`) and `/64k` from a file, keep-alive without a request limit. */
 export function startNginxOrigin(dir: string, port: number, body: string, cpu?: number): Promise<Running> {
-  // /64k: a 64 KiB file, for the large-answer scenarios.
-  const big = path.join(fs.mkdtempSync(path.join(dir, 'origin-')), '64k');
-  fs.writeFileSync(big, 'x'.repeat(64 * 1024));
+  // /64k: a 64 KiB file, for the large-answer scenarios. nginx's workers read it as nobody,
+  // so the run's directories (mkdtemp makes them 0700) must let them through.
+  const files = fs.mkdtempSync(path.join(dir, 'origin-'));
+  for (const d of [dir, files]) fs.chmodSync(d, 0o755);
+  const big = path.join(files, '64k');
+  fs.writeFileSync(big, 'x'.repeat(64 * 1024), { mode: 0o644 });
   return spawnNginx(dir, port, '1', `  keepalive_requests 100000000;
   keepalive_timeout 120s;
   server {

@@ -66,8 +66,11 @@ function wrk(url: string, close: boolean, seconds: number, connections: number, 
       const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
       const p99Ms = wrkMs(/^\s+99%\s+(\S+)$/m.exec(out)?.[1] ?? '');
       if (code !== 0 || !Number.isFinite(rps) || !Number.isFinite(p99Ms)) return reject(new Error(`wrk failed (${code}): ${out}`));
+      // Error answers mean the scenario is broken, not slow: the run stops rather than measure them.
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+      if (non2xx > 0) return reject(new Error(`${url}: ${non2xx} answers were not 2xx`));
       const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const errors = (socketErrors ? socketErrors.slice(1).reduce((n, x) => n + Number(x), 0) : 0) + Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+      const errors = socketErrors ? socketErrors.slice(1).reduce((n, x) => n + Number(x), 0) : 0;
       resolve({ rps: Math.round(rps), p99Ms, errors, cpuUsPerReq: round((familyCpu(proxy.pid) - cpuBefore) / requests, 1) });
     });
   });
@@ -170,7 +173,7 @@ async function runSetup(setup: Setup, scenarios: Scenario[], dir: string, rounds
 function markdown(setups: SetupResult[], header: string): string {
   const lines = [header, ''];
   for (const s of setups) {
-    lines.push(`### ${s.name}`, '', '| scenario | meshd req/s | HAProxy req/s | meshd ÷ HAProxy req/s | p99 ms meshd / HAProxy (ratio) | CPU µs/req meshd / HAProxy | errors meshd / HAProxy |', '|---|---:|---:|---:|---:|---:|---:|');
+    lines.push(`### ${s.name}`, '', '| scenario | meshd req/s | HAProxy req/s | meshd ÷ HAProxy req/s | p99 ms meshd / HAProxy (ratio) | CPU µs/req meshd / HAProxy | socket errors meshd / HAProxy |', '|---|---:|---:|---:|---:|---:|---:|');
     for (const r of s.scenarios) {
       lines.push(`| ${r.name} | ${r.meshd.rps} | ${r.haproxy.rps} | ${r.ratios.rps} | ${r.meshd.p99Ms} / ${r.haproxy.p99Ms} (${r.ratios.p99}) | ${r.meshd.cpuUsPerReq} / ${r.haproxy.cpuUsPerReq} | ${r.errors.meshd} / ${r.errors.haproxy} |`);
     }
