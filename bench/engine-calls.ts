@@ -1,10 +1,11 @@
 // Docker API calls and bytes a manager's swarm discovery makes per second, at
-// rest and during a rolling update, on a 1-node lab swarm (test/swarm/lab.sh,
-// root) with labelled and unlabelled services and old tasks from updates.
-// The discovery module is given on the command line, so another build's
+// rest and during a rolling update, on a lab swarm (test/swarm/lab.sh, root;
+// 1 node, or 3 with --nodes 3: the first a manager, where discovery reads)
+// with labelled and unlabelled services and old tasks from updates. Other
+// discovery modules may be given on the command line, so another build's
 // (e.g. main's) can be measured on the same lab.
 //
-//   npm run build && node dist/bench/engine-calls.js [path/to/dist/src/discovery/swarm.js ...]
+//   npm run build && node dist/bench/engine-calls.js [--nodes N] [path/to/dist/src/discovery/swarm.js ...]
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,9 +17,13 @@ import { docker, labDown, labUp } from '../test/swarm/lab.js';
 const REST_S = 20;
 const UPDATE_S = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const modules = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const at = argv.indexOf('--nodes');
+const nodes = at < 0 ? 1 : Number(argv.splice(at, 2)[1]);
+if (!Number.isInteger(nodes) || nodes < 1 || nodes > 3) throw new Error('--nodes takes 1 to 3');
+const modules = argv;
 
-const lab = labUp(1);
+const lab = labUp(nodes);
 const node = lab.nodes[0]!;
 const rows: string[] = [];
 try {
@@ -32,7 +37,7 @@ try {
     await sleep(12_000);
   }
   const tasks = (await docker(node, 'service', 'ps', '-q', 'web0', 'web1', 'web2', 'plain0', 'plain1', 'plain2')).split('\n').length;
-  rows.push(`# ${tasks} tasks in the swarm, 12 running`);
+  rows.push(`# ${nodes} node${nodes > 1 ? 's' : ''}, ${tasks} tasks in the swarm, 12 running`);
   for (const [name, file] of [['this build', undefined], ...modules.map((m) => [m, m])] as [string, string | undefined][]) {
     const mod = (file ? await import(pathToFileURL(path.resolve(file)).href) : ours) as typeof ours;
     const proxy = new DockerApiProxy(path.join(os.tmpdir(), `meshd-calls-${process.pid}.sock`), node.sock);
