@@ -373,6 +373,9 @@ const isObjectList = (v: unknown): v is { ID: unknown }[] => Array.isArray(v) &&
 const isIdList = (v: unknown): v is string[] => Array.isArray(v) && v.every((id) => typeof id === 'string');
 /** Objects keyed by a string ID, as a delta's are applied by it. */
 const hasIds = (v: { ID: unknown }[]): boolean => v.every((o) => typeof o.ID === 'string');
+/** Services with a spec and a name: what compiling one reads first. */
+const isServiceList = (v: unknown): boolean => isObjectList(v) && hasIds(v)
+  && v.every((o) => { const spec = (o as Partial<SwarmService>).Spec; return typeof spec === 'object' && spec !== null && typeof spec.Name === 'string'; });
 const isTaskList = (v: unknown): boolean => isObjectList(v) && hasIds(v)
   && v.every((t) => typeof (t as Partial<SwarmTask>).ServiceID === 'string' && typeof (t as Partial<SwarmTask>).Status === 'object' && (t as SwarmTask).Status !== null);
 
@@ -393,7 +396,7 @@ function mirrorOf(version: unknown, snapshot: unknown): Mirror {
 function applyDelta(m: Mirror, d: Record<string, unknown>): SwarmChange {
   if (d.base !== m.version || !Number.isInteger(d.version)) throw new OutOfStep(`delta from version ${String(d.base)}, this follower has ${m.version}`);
   const { services = [], removedServices = [], tasks = [], removedTasks = [], nodes, networks } = d;
-  if (!isObjectList(services) || !hasIds(services) || !isTaskList(tasks) || !isIdList(removedServices) || !isIdList(removedTasks)
+  if (!isServiceList(services) || !isTaskList(tasks) || !isIdList(removedServices) || !isIdList(removedTasks)
     || (nodes !== undefined && !isObjectList(nodes)) || (networks !== undefined && !isObjectList(networks))) throw new OutOfStep('malformed delta');
   const change: SwarmChange = {
     services: services as unknown as SwarmService[], removedServices,

@@ -113,7 +113,15 @@ export async function startSource(config: Config, deps: SourceDeps): Promise<Sou
     }
   }
   const compiler = new Compiler({ defaults, network: config.network, selfNetworks: self.networks, ipvs: self.ipvs, domain: config.domain, compat: { kinds: config.compat, entrypoints: config.compatEntrypoint } });
-  const toTable = ({ table, changes }: CompilerUpdate) => onTable(table, changes);
+  const toTable = ({ table, changes }: CompilerUpdate) => {
+    try {
+      onTable(table, changes);
+    } catch (err) {
+      // The compiler has moved past a table meshd did not take: the next whole snapshot is compiled afresh.
+      compiler.reset();
+      throw err;
+    }
+  };
   const token = readToken(config.peerTokenFile);
   log.info({ role, networks: self.networks, ipvs: self.ipvs, network: config.network ?? null, service: self.service ?? null }, 'swarm discovery starting');
 

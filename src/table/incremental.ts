@@ -39,8 +39,12 @@ interface Compiled {
 
 export interface CompilerUpdate {
   table: RoutingTable;
-  /** What differs from the previous update's table (everything, the first time). */
-  changes: RouteChanges;
+  /**
+   * What differs from the previous update's table (everything, the first
+   * time); undefined after a failed compile or a reset, when the compiler no
+   * longer knows what the live table holds and the caller must compare.
+   */
+  changes: RouteChanges | undefined;
 }
 
 const NO_TASKS: SwarmTask[] = [];
@@ -171,13 +175,60 @@ export class Compiler {
   #seq = 0;
   #nodes: SwarmNode[] = [];
   #networks: SwarmNetwork[] = [];
+  /** After reset(): what the live table holds is unknown until the next whole snapshot. */
+  #unknown = false;
 
   constructor(options: CompileOptions) {
     this.#options = options;
   }
 
+  /**
+   * Forgets everything compiled: after a compile that threw part-way, or a
+   * table its caller could not take. The next whole snapshot is compiled
+   * afresh, and changes are refused until then.
+   */
+  reset(): void {
+    this.#services.clear();
+    this.#order = [];
+    this.#routes = [];
+    this.#notices = [];
+    this.#ctx = undefined;
+    this.#tasks = new Map();
+    this.#byService = new Map();
+    this.#nodes = [];
+    this.#networks = [];
+    this.#unknown = true;
+  }
+
   /** The table for a whole snapshot, compared with the one before. */
   update(snapshot: SwarmSnapshot): CompilerUpdate {
+    try {
+      const u = this.#updateFrom(snapshot);
+      if (!this.#unknown) return u;
+      this.#unknown = false;
+      return { table: u.table, changes: undefined };
+    } catch (err) {
+      this.reset();
+      throw err;
+    }
+  }
+
+  /**
+   * The table after a change to the snapshot last compiled (by update, or
+   * by changes since): only the services it names, or whose tasks it names,
+   * are looked at again (all of them when nodes or networks changed).
+   */
+  change(change: SwarmChange): CompilerUpdate {
+    if (!this.#ctx) throw new Error('a change with no whole snapshot compiled before it');
+    try {
+      return this.#changeFrom(change);
+    } catch (err) {
+      this.reset();
+      throw err;
+    }
+  }
+
+  #updateFrom(snapshot: SwarmSnapshot): CompilerUpdate {
     const seen = ++this.#update;
     const names = this.#names(snapshot.nodes, snapshot.networks);
     const p = new Pass(seen, this.#ctx!);
@@ -198,18 +249,12 @@ export class Compiler {
     return this.#finish(p);
   }
 
-  /**
-   * The table after a change to the snapshot last compiled (by update, or
-   * by changes since): only the services it names, or whose tasks it names,
-   * are looked at again (all of them when nodes or networks changed).
-   */
-  change(change: SwarmChange): CompilerUpdate {
-    if (!this.#ctx) throw new Error('a change before the first snapshot');
+  #changeFrom(change: SwarmChange): CompilerUpdate {
     const seen = ++this.#update;
     const names = change.nodes || change.networks
       ? this.#names(change.nodes ?? this.#nodes, change.networks ?? this.#networks)
       : { nodes: new Set<string>(), networks: new Set<string>() };
-    const p = new Pass(seen, this.#ctx);
+    const p = new Pass(seen, this.#ctx!);
     // Services whose tasks may differ.
     const dirty = new Set<string>();
     for (const id of change.removedTasks) {

@@ -202,7 +202,10 @@ export class WorkerPool implements ListenerState {
     slot.sent = 0;
     slot.applied = 0;
     slot.challenges = 0;
-    w.on('message', (m: FromWorker) => this.#onMessage(slot, m));
+    // A message from a process the slot has already let go (late after its exit) counts for nothing.
+    w.on('message', (m: FromWorker) => {
+      if (slot.worker === w) this.#onMessage(slot, m);
+    });
     w.on('error', (err) => this.#d.log.warn({ worker: slot.n, err: err.message }, 'worker channel error'));
     w.once('exit', (code, signal) => this.#onExit(slot, w, code, signal));
   }

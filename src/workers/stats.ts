@@ -16,7 +16,7 @@ interface HistogramStep {
   count: number;
 }
 
-/** One backend's increments: key, requests, failures, in-flight, errors by code. */
+/** One backend's increments: key, requests, failures, errors by code; and its in-flight work now (a gauge, not an increment). */
 type BackendStep = [key: string, requests: number, failures: number, active: number, errors: [string, number][] | undefined];
 
 interface RouteStep {
@@ -123,10 +123,13 @@ export class StatsReporter {
     for (const b of r.backends.values()) {
       inFlight += b.active;
       let seen = this.#backends.get(b);
+      // A backend new to this worker is reported once even with nothing counted: its in-flight gauge
+      // replaces whatever the primary holds under the same key from an earlier object.
+      const first = !seen;
       if (!seen) this.#backends.set(b, (seen = { requests: 0, failures: 0, active: 0, errors: new Map() }));
       const errors = b.errors.size ? mapStep(b.errors, seen.errors) : undefined;
-      if (b.requests === seen.requests && b.failures === seen.failures && b.active === seen.active && !errors?.length) continue;
-      (step ??= { key: routeKey(r), backends: [] }).backends.push([b.key, b.requests - seen.requests, b.failures - seen.failures, b.active - seen.active, errors?.length ? errors : undefined]);
+      if (!first && b.requests === seen.requests && b.failures === seen.failures && b.active === seen.active && !errors?.length) continue;
+      (step ??= { key: routeKey(r), backends: [] }).backends.push([b.key, b.requests - seen.requests, b.failures - seen.failures, b.active, errors?.length ? errors : undefined]);
       seen.requests = b.requests;
       seen.failures = b.failures;
       seen.active = b.active;
@@ -160,7 +163,7 @@ function addHistogram(h: Histogram, step: HistogramStep | undefined): void {
 
 /** The primary's side of one worker: what it holds in flight, to take back out when it exits. */
 export class WorkerShare {
-  /** In-flight work by the primary's backend; entries that fall to zero are dropped. */
+  /** The worker's in-flight work by the primary's backend, as last reported; zeros are dropped. */
   readonly #active = new Map<Backend, number>();
   /** Requests (L7) or connections (L4) this worker slot sent, over every process it had. */
   requests = 0;
@@ -180,11 +183,11 @@ export class WorkerShare {
         b.requests += requests;
         b.failures += failures;
         if (errors) addMap(b.errors, errors);
-        if (active !== 0) {
-          b.active += active;
-          const held = (this.#active.get(b) ?? 0) + active;
-          if (held === 0) this.#active.delete(b);
-          else this.#active.set(b, held);
+        const held = this.#active.get(b) ?? 0;
+        if (active !== held) {
+          b.active += active - held;
+          if (active === 0) this.#active.delete(b);
+          else this.#active.set(b, active);
         }
       }
       addHistogram(r.latency.total, step.total);
@@ -199,8 +202,13 @@ export class WorkerShare {
     this.connections = report.connections;
     this.inFlight = report.inFlight;
     this.rss = report.rss;
-    // A backend that left the table with work in flight is no longer reported; it holds nothing to take back.
-    for (const b of this.#active.keys()) if (table.routes.get(routeKey(b.route))?.backends.get(b.key) !== b) this.#active.delete(b);
+    // A backend that left the table is no longer reported: what this worker held there is taken back, so a
+    // backend kept to drain can close, and one that comes back under its key starts from what is reported then.
+    for (const [b, held] of this.#active) {
+      if (table.routes.get(routeKey(b.route))?.backends.get(b.key) === b) continue;
+      b.active -= held;
+      this.#active.delete(b);
+    }
   }
 
   /** The worker exited: its counts stay, its in-flight work and connections go. */

@@ -298,4 +298,30 @@ describe('incremental compile', () => {
       table.close();
     }), { numRuns: 300 });
   });
+
+  it('after a compile that throws part-way, refuses changes and compiles the next whole snapshot afresh', () => {
+    const web = makeService({ labels: { 'meshd.publish': '80:80/http' }, created: undefined, versioned: true, ingress: false }, 'web');
+    const task = (id: string, addr: string): SwarmTask => ({ ID: id, ServiceID: web.ID, DesiredState: 'running', Status: { State: 'running' }, NetworksAttachments: [{ Network: { ID: 'net-meshd', Spec: { Name: 'meshd' } }, Addresses: [addr] }] });
+    const before: SwarmSnapshot = { services: [web], tasks: [task('t1', '10.0.1.1/24')], nodes: [], networks: [{ Id: 'net-meshd', Name: 'meshd' }] };
+    const compiler = new Compiler(options);
+    const table = new Table({ drainTimeout: 1000 });
+    table.apply(compiler.update(before).table);
+    // A new task for web lands, then a service that cannot be compiled stops the change part-way.
+    const t2 = task('t2', '10.0.1.2/24');
+    const broken = { ID: 'zz' } as unknown as SwarmService;
+    assert.throws(() => compiler.change({ services: [web, broken], removedServices: [], tasks: [t2], removedTasks: [] }));
+    assert.throws(() => compiler.change({ services: [], removedServices: [], tasks: [], removedTasks: [] }), /whole snapshot/);
+    const after: SwarmSnapshot = { ...before, tasks: [...before.tasks, t2] };
+    const update = compiler.update(after);
+    assert.deepEqual(update.table, compile(after, options));
+    assert.equal(update.changes, undefined, 'what the live table holds is for its owner to compare');
+    assert.equal(table.apply(update.table), true);
+    assert.equal([...table.routes.values()][0]!.backends.size, 2);
+    // And changes are taken again.
+    const t3 = task('t3', '10.0.1.3/24');
+    const next = compiler.change({ services: [], removedServices: [], tasks: [t3], removedTasks: [] });
+    assert.deepEqual(next.table, compile({ ...after, tasks: [...after.tasks, t3] }, options));
+    assert.equal(next.changes?.size, 1);
+    table.close();
+  });
 });

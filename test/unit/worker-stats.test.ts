@@ -87,17 +87,19 @@ describe('worker counters as increments', () => {
     assert.equal(workers[0]!.share.requests + workers[1]!.share.requests, [...expected.values()].reduce((a, b) => a + b, 0));
   });
 
-  it('a report with nothing new carries no routes', async () => {
+  it('names each backend once when it is new, then only what moved', async () => {
     const w = table(50, 3);
     const reporter = new StatsReporter();
     const share = new WorkerShare();
     const primary = table(50, 3);
     const stats = new ProxyStats();
-    [...w.routes.values()][3]!.backends.values().next().value!.requests = 5;
     const first = await deliver(reporter, w, new ProxyStats(), share, primary, stats);
-    assert.equal(first.flatMap((s) => s.routes).length, 1);
-    const again = await deliver(reporter, w, new ProxyStats(), share, primary, stats);
-    assert.deepEqual(again.flatMap((s) => s.routes), []);
+    assert.equal(first.flatMap((s) => s.routes).flatMap((r) => r.backends).length, 150);
+    const quiet = await deliver(reporter, w, new ProxyStats(), share, primary, stats);
+    assert.deepEqual(quiet.flatMap((s) => s.routes), []);
+    [...w.routes.values()][3]!.backends.values().next().value!.requests = 5;
+    const moved = await deliver(reporter, w, new ProxyStats(), share, primary, stats);
+    assert.deepEqual(moved.flatMap((s) => s.routes).map((r) => [r.key, r.backends.length]), [[routeKey([...w.routes.values()][3]!), 1]]);
   });
 
   it('an exited worker keeps its counts and gives back its in-flight work and connections', async () => {
@@ -124,5 +126,36 @@ describe('worker counters as increments', () => {
     assert.equal(pb.requests, 7);
     assert.equal(stats.connections, 0);
     assert.equal(share.requests, 7);
+  });
+
+  it('a backend that leaves the table and comes back under its key leaves no in-flight work behind', async () => {
+    const spec = specs(1, 2);
+    const without = [{ ...spec[0]!, backends: spec[0]!.backends.slice(1) }];
+    const primary = table(1, 2);
+    const stats = new ProxyStats();
+    const w = table(1, 2);
+    const wstats = new ProxyStats();
+    const reporter = new StatsReporter();
+    const share = new WorkerShare();
+    const key = [...w.routes.values()][0]!.backends.values().next().value!.key;
+    const active = (t: Table) => [...t.routes.values()][0]!.backends.get(key)?.active;
+    [...w.routes.values()][0]!.backends.get(key)!.active = 3;
+    await deliver(reporter, w, wstats, share, primary, stats);
+    assert.equal(active(primary), 3);
+    // The task goes on both sides; the worker's requests finish meanwhile.
+    const gone = [...w.routes.values()][0]!.backends.get(key)!;
+    for (const t of [primary, w]) t.apply({ routes: without, notices: [] });
+    gone.active = 0;
+    await deliver(reporter, w, wstats, share, primary, stats);
+    // It comes back with the same address: nothing is in flight anywhere.
+    for (const t of [primary, w]) t.apply({ routes: spec, notices: [] });
+    await deliver(reporter, w, wstats, share, primary, stats);
+    assert.equal(active(primary), 0);
+    // Work in flight is reported as it is now, whichever object the worker counts it on.
+    [...w.routes.values()][0]!.backends.get(key)!.active = 2;
+    await deliver(reporter, w, wstats, share, primary, stats);
+    assert.equal(active(primary), 2);
+    share.release(stats);
+    assert.equal(active(primary), 0);
   });
 });
