@@ -121,12 +121,15 @@ async function* family(f: TableFamily, routes: Route[], summarised: boolean): As
   switch (name) {
     case 'meshd_backend_requests_total':
     case 'meshd_backend_active': {
-      const value = name === 'meshd_backend_active' ? (b: Backend) => b.active : (b: Backend) => b.requests;
+      const requests = name === 'meshd_backend_requests_total';
+      const value = requests ? (b: Backend) => b.requests : (b: Backend) => b.active;
       yield* sliced(routes, (r, out) => {
         const route = routeLabels(r);
         if (summarised) {
-          let n = 0;
+          // Backends draining and those gone count too: a sum per route must not fall when a task is replaced.
+          let n = requests ? r.closed.requests : 0;
           for (const b of r.backends.values()) n += value(b);
+          for (const b of r.retiring.values()) n += value(b);
           out.push(`${name}{${route}} ${n}\n`);
         } else {
           for (const b of r.backends.values()) out.push(`${name}{${backendLabels(route, b)}} ${value(b)}\n`);
@@ -138,8 +141,8 @@ async function* family(f: TableFamily, routes: Route[], summarised: boolean): As
       yield* sliced(routes, (r, out) => {
         const route = routeLabels(r);
         if (summarised) {
-          const sums = new Map<string, number>();
-          for (const b of r.backends.values()) for (const [code, n] of b.errors) sums.set(code, (sums.get(code) ?? 0) + n);
+          const sums = new Map(r.closed.errors);
+          for (const list of [r.backends, r.retiring]) for (const b of list.values()) for (const [code, n] of b.errors) sums.set(code, (sums.get(code) ?? 0) + n);
           for (const [code, n] of sums) out.push(`${name}{${route},code="${esc(code)}"} ${n}\n`);
         } else {
           for (const b of r.backends.values()) for (const [code, n] of b.errors) out.push(`${name}{${backendLabels(route, b)},code="${esc(code)}"} ${n}\n`);

@@ -146,7 +146,13 @@ export class Backend {
   }
 
   close(force = false): void {
+    if (this.#closed) return;
     this.#closed = true;
+    if (this.removed) {
+      const closed = this.route.closed;
+      closed.requests += this.requests;
+      for (const [code, n] of this.errors) closed.errors.set(code, (closed.errors.get(code) ?? 0) + n);
+    }
     if (this.route.retiring.get(this.key) === this) this.route.retiring.delete(this.key);
     clearTimeout(this.#drainTimer);
     for (const r of this.resources) force ? r.destroy() : r.close();
@@ -166,6 +172,8 @@ export class Route {
   readonly backends = new Map<string, Backend>();
   /** Removed backends still finishing in-flight work, by key, so one that comes back is revived. */
   readonly retiring = new Map<string, Backend>();
+  /** What removed backends had counted once they closed, so counters summed per route never go down. */
+  readonly closed = { requests: 0, errors: new Map<string, number>() };
   /** Eligible backends in a stable order; rebuilt only when a flag changes. */
   #eligible: Backend[] = [];
   balancer: Balancer<Backend>;
