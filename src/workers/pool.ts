@@ -10,12 +10,12 @@ import type { Config } from '../config.js';
 import type { Logger } from '../core/log.js';
 import type { ListenerState } from '../proxy/listeners.js';
 import type { ProxyStats } from '../proxy/context.js';
-import type { RouteChanges, RoutingTable } from '../table/spec.js';
+import { routeKey, type RouteChanges, type RoutingTable } from '../table/spec.js';
 import type { Route, Table } from '../table/table.js';
 import type { AcmePeers } from '../tls/acme-coordinator.js';
 import type { ChallengeSet } from '../tls/challenges.js';
 import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
-import { routeKey, WorkerShare } from './stats.js';
+import { WorkerShare } from './stats.js';
 
 /** How long the primary waits for every worker to confirm a table (or challenges) before it goes on without. */
 const ACK_TIMEOUT_MS = 5000;
@@ -83,7 +83,7 @@ export class WorkerPool implements ListenerState {
     cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker.js', import.meta.url)), args: [], serialization: 'advanced' });
     deps.table.on('health', (b, flag, value) => {
       if (!(RELAYED_FLAGS as readonly string[]).includes(flag)) return;
-      this.#broadcast({ t: 'health', route: routeKey(b.route), backend: b.key, flag: flag as FlagChange['flag'], value });
+      this.#broadcast({ t: 'health', route: routeKey(b.route.spec), backend: b.key, flag: flag as FlagChange['flag'], value });
     });
     deps.challenges.onChange((snapshot) => this.#broadcast({ t: 'challenges', seq: ++this.#challengeSeq, snapshot }));
     this.#metrics(deps.registry);
@@ -292,7 +292,7 @@ export class WorkerPool implements ListenerState {
   #flags(routes: Iterable<Route>): FlagChange[] {
     const flags: FlagChange[] = [];
     for (const r of routes) {
-      const route = routeKey(r);
+      const route = routeKey(r.spec);
       for (const b of r.backends.values()) for (const flag of RELAYED_FLAGS) flags.push({ route, backend: b.key, flag, value: b[flag] });
     }
     return flags;

@@ -6,9 +6,8 @@
 // after it exits; its in-flight work and its connections do not.
 import type { ProxyStats } from '../proxy/context.js';
 import type { Histogram } from '../table/latency.js';
+import { routeKey } from '../table/spec.js';
 import type { Backend, Route, Table } from '../table/table.js';
-
-export const routeKey = (r: Route) => `${r.spec.port} ${r.spec.name}`;
 
 interface HistogramStep {
   counts: number[];
@@ -129,7 +128,7 @@ export class StatsReporter {
       if (!seen) this.#backends.set(b, (seen = { requests: 0, failures: 0, active: 0, errors: new Map() }));
       const errors = b.errors.size ? mapStep(b.errors, seen.errors) : undefined;
       if (!first && b.requests === seen.requests && b.failures === seen.failures && b.active === seen.active && !errors?.length) continue;
-      (step ??= { key: routeKey(r), backends: [] }).backends.push([b.key, b.requests - seen.requests, b.failures - seen.failures, b.active, errors?.length ? errors : undefined]);
+      (step ??= { key: routeKey(r.spec), backends: [] }).backends.push([b.key, b.requests - seen.requests, b.failures - seen.failures, b.active, errors?.length ? errors : undefined]);
       seen.requests = b.requests;
       seen.failures = b.failures;
       seen.active = b.active;
@@ -139,7 +138,7 @@ export class StatsReporter {
       if (!seen) this.#latency.set(r, (seen = { total: emptySeen(r.latency.total), upstream: emptySeen(r.latency.upstream) }));
       const total = histogramStep(r.latency.total, seen.total);
       const upstream = histogramStep(r.latency.upstream, seen.upstream);
-      if (total || upstream) Object.assign((step ??= { key: routeKey(r), backends: [] }), total && { total }, upstream && { upstream });
+      if (total || upstream) Object.assign((step ??= { key: routeKey(r.spec), backends: [] }), total && { total }, upstream && { upstream });
     }
     return { step, inFlight };
   }
@@ -205,7 +204,7 @@ export class WorkerShare {
     // A backend that left the table is no longer reported: what this worker held there is taken back, so a
     // backend kept to drain can close, and one that comes back under its key starts from what is reported then.
     for (const [b, held] of this.#active) {
-      if (table.routes.get(routeKey(b.route))?.backends.get(b.key) === b) continue;
+      if (table.routes.get(routeKey(b.route.spec))?.backends.get(b.key) === b) continue;
       b.active -= held;
       this.#active.delete(b);
     }

@@ -7,13 +7,13 @@ import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { ProxyStats, proxyContext } from '../proxy/context.js';
 import { drain, Listeners } from '../proxy/listeners.js';
-import { routeKey as specKey, type RouteChanges, type RouteSpec, type RoutingTable } from '../table/spec.js';
+import { routeKey, type RouteChanges, type RouteSpec, type RoutingTable } from '../table/spec.js';
 import { Table } from '../table/table.js';
 import { acmeSource } from '../tls/acme-coordinator.js';
 import { ChallengeSet } from '../tls/challenges.js';
 import { CertStore } from '../tls/store.js';
 import { RELAYED_FLAGS, type FlagChange, type FromWorker, type ToWorker } from './messages.js';
-import { routeKey, StatsReporter } from './stats.js';
+import { StatsReporter } from './stats.js';
 
 const send = (m: FromWorker) => void process.send!(m);
 
@@ -45,7 +45,7 @@ class WorkerProxy {
     this.#listeners = new Listeners(ctx, config.listenHost, this.#log.child({ component: 'listeners' }));
     this.#table.on('health', (b, flag, value) => {
       if (this.#relaying || !(RELAYED_FLAGS as readonly string[]).includes(flag)) return;
-      send({ t: 'health', route: routeKey(b.route), backend: b.key, flag: flag as FlagChange['flag'], value });
+      send({ t: 'health', route: routeKey(b.route.spec), backend: b.key, flag: flag as FlagChange['flag'], value });
     });
   }
 
@@ -82,7 +82,7 @@ class WorkerProxy {
     this.#certs.setRoutesFiles(m.tls?.certificates ?? []);
     const changes: RouteChanges = new Map();
     for (const key of m.removed) changes.set(key, undefined);
-    for (const r of m.routes) changes.set(specKey(r), this.#share(r));
+    for (const r of m.routes) changes.set(routeKey(r), this.#share(r));
     this.#table.change(changes, m.notices ?? this.#table.notices, m.tls);
     await this.#applied(m.version, m.flags);
   }

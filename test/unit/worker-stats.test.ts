@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { ProxyStats } from '../../src/proxy/context.js';
 import type { RouteSpec } from '../../src/table/spec.js';
 import { Table } from '../../src/table/table.js';
-import { routeKey, StatsReporter, WorkerShare, type StatsReport } from '../../src/workers/stats.js';
+import { routeKey } from '../../src/table/spec.js';
+import { StatsReporter, WorkerShare, type StatsReport } from '../../src/workers/stats.js';
 
 const health = { interval: 2000, timeout: 1000, rise: 2, fall: 3 };
 
@@ -60,7 +61,7 @@ describe('worker counters as increments', () => {
           b.requests++;
           if (rand() < 0.1) b.errors.set('UPSTREAM_RESET', (b.errors.get('UPSTREAM_RESET') ?? 0) + 1);
           if (r.spec.mode !== 'tcp') r.latency.total.observe(rand() / 10);
-          const k = `${routeKey(r)}|${b.key}`;
+          const k = `${routeKey(r.spec)}|${b.key}`;
           expected.set(k, (expected.get(k) ?? 0) + 1);
         }
         w.stats.count('NO_ROUTE');
@@ -73,9 +74,9 @@ describe('worker counters as increments', () => {
     for (const w of workers) await deliver(w.reporter, w.t, w.stats, w.share, primary, stats);
     assert.ok(sliceCounts > 1, 'a report of 1,500 routes comes in more than one slice');
     for (const r of primary.routes.values()) {
-      for (const b of r.backends.values()) assert.equal(b.requests, expected.get(`${routeKey(r)}|${b.key}`) ?? 0, `${routeKey(r)} ${b.key}`);
+      for (const b of r.backends.values()) assert.equal(b.requests, expected.get(`${routeKey(r.spec)}|${b.key}`) ?? 0, `${routeKey(r.spec)} ${b.key}`);
       if (r.spec.mode === 'tcp') continue;
-      const count = workers.reduce((n, w) => n + w.t.routes.get(routeKey(r))!.latency.total.count, 0);
+      const count = workers.reduce((n, w) => n + w.t.routes.get(routeKey(r.spec))!.latency.total.count, 0);
       assert.equal(r.latency.total.count, count);
       assert.equal(r.latency.total.counts.reduce((a, b) => a + b, 0), count);
     }
@@ -99,7 +100,7 @@ describe('worker counters as increments', () => {
     assert.deepEqual(quiet.flatMap((s) => s.routes), []);
     [...w.routes.values()][3]!.backends.values().next().value!.requests = 5;
     const moved = await deliver(reporter, w, new ProxyStats(), share, primary, stats);
-    assert.deepEqual(moved.flatMap((s) => s.routes).map((r) => [r.key, r.backends.length]), [[routeKey([...w.routes.values()][3]!), 1]]);
+    assert.deepEqual(moved.flatMap((s) => s.routes).map((r) => [r.key, r.backends.length]), [[routeKey([...w.routes.values()][3]!.spec), 1]]);
   });
 
   it('an exited worker keeps its counts and gives back its in-flight work and connections', async () => {
@@ -114,7 +115,7 @@ describe('worker counters as increments', () => {
     b.active = 3;
     wstats.connections = 4;
     await deliver(reporter, w, wstats, share, primary, stats);
-    const pb = primary.routes.get(routeKey(b.route))!.backends.get(b.key)!;
+    const pb = primary.routes.get(routeKey(b.route.spec))!.backends.get(b.key)!;
     assert.equal(pb.active, 3);
     assert.equal(share.inFlight, 3);
     assert.equal(stats.connections, 4);
